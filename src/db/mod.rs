@@ -1,0 +1,115 @@
+//! The stores: one per backend behind the small [`Store`] trait the writer calls (DESIGN.md §5:
+//! diesel's `MultiConnection` cannot batch-insert or COPY). A store commits one batch —
+//! rows, dead letters and the files' new positions — in one transaction, and reads the committed
+//! positions back at start. Stores are blocking: callers run them on blocking threads.
+
+pub mod postgres;
+#[rustfmt::skip]
+pub mod schema;
+pub mod sqlite;
+
+use std::collections::HashMap;
+
+use crate::config::{DatabaseConfig, DatabaseUrl};
+use crate::record::{FilePosition, RecordBatch};
+use crate::tail::StoredPosition;
+
+/// Whether trying again can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The database is unreachable, locked, restarting, read-only for now, or the transaction
+    /// lost a serialization race: retry with backoff, holding the batch.
+    Transient,
+    /// The batch itself cannot be stored (a value the database rejects): retrying the same rows
+    /// fails again.
+    Permanent,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct DbError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl DbError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        DbError {
+            kind: ErrorKind::Transient,
+            message: message.into(),
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        DbError {
+            kind: ErrorKind::Permanent,
+            message: message.into(),
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
+}
+
+/// A database that logbelt writes into.
+pub trait Store: Send {
+    /// The committed positions of `host`'s files, oldest update first.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    fn load_positions(&mut self, host: &str) -> Result<Vec<StoredPosition>, DbError>;
+
+    /// Stores `batches` (in order) and the files' new positions in one transaction: all or
+    /// nothing.
+    ///
+    /// # Errors
+    /// When the transaction did not commit; nothing of it is stored then.
+    fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError>;
+}
+
+/// Connects to the configured database and applies pending migrations.
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+pub fn open(config: &DatabaseConfig) -> Result<Box<dyn Store>, DbError> {
+    match &config.url {
+        DatabaseUrl::Sqlite { path } => Ok(Box::new(sqlite::SqliteStore::open(
+            path,
+            config.busy_timeout,
+        )?)),
+        DatabaseUrl::Postgres { url } => Ok(Box::new(postgres::PgStore::open(url)?)),
+    }
+}
+
+/// Checks that the database can be reached, without creating or changing anything
+/// (`logbelt validate`).
+///
+/// # Errors
+/// When it cannot.
+pub fn check_reachable(config: &DatabaseConfig) -> Result<(), DbError> {
+    match &config.url {
+        DatabaseUrl::Sqlite { path } => sqlite::check_reachable(path),
+        DatabaseUrl::Postgres { url } => postgres::check_reachable(url),
+    }
+}
+
+/// The last position of each file among `batches`: what the transaction commits.
+pub fn final_positions(batches: &[RecordBatch]) -> Vec<&FilePosition> {
+    let mut last: HashMap<i64, usize> = HashMap::new();
+    let mut order = Vec::new();
+    for (i, b) in batches.iter().enumerate() {
+        if last.insert(b.position.file.id, i).is_none() {
+            order.push(b.position.file.id);
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|id| last.get(&id).map(|&i| &batches[i].position))
+        .collect()
+}
+
+/// Now, as stored in `ingested_at` and `updated_at` text columns.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}

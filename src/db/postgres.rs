@@ -1,0 +1,314 @@
+//! PostgreSQL store: the production backend, many hosts into one database. Rows go in by binary
+//! `COPY` (`diesel::copy_from`, ~3× batched INSERT: STACK.md §5); dead letters and positions in the
+//! same transaction. Migrations (`migrations/postgres`) run under an advisory lock, so several
+//! logbelt processes may start at the same moment. A broken connection is re-established at the
+//! next commit.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use diesel::deserialize::FromSqlRow;
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgConnection};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::serialize::{IsNull, Output, ToSql};
+use diesel::sql_types::Jsonb;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use super::schema::postgres::{dead_letters, files, log_events};
+use super::{final_positions, DbError, Store};
+use crate::config::redact;
+use crate::record::{FileIdentity, RecordBatch};
+use crate::tail::StoredPosition;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Key of the advisory lock held while migrating (any constant unlikely to collide).
+const MIGRATION_LOCK_KEY: i64 = 0x6c6f_6762_656c_7401;
+
+/// Most dead letters per INSERT statement: 8 columns × 4,000 stays under PostgreSQL's 65,535
+/// bind parameters.
+const DEAD_LETTERS_PER_INSERT: usize = 4000;
+
+pub struct PgStore {
+    url: String,
+    /// None after a connection-level failure: the next commit reconnects.
+    conn: Option<PgConnection>,
+}
+
+/// A JSON text that is already valid JSON (the parser checked it): sent to a `jsonb` column as
+/// is, without building a `serde_json::Value`.
+#[derive(Debug, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Jsonb)]
+pub struct RawJson<'a>(pub &'a str);
+
+impl ToSql<Jsonb, Pg> for RawJson<'_> {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> diesel::serialize::Result {
+        out.write_all(&[1])?; // jsonb binary format version
+        out.write_all(self.0.as_bytes())?;
+        Ok(IsNull::No)
+    }
+}
+
+impl diesel::deserialize::FromSql<Jsonb, Pg> for RawJson<'_> {
+    fn from_sql(_: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        Err("RawJson is write-only".into())
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = log_events)]
+#[diesel(treat_none_as_default_value = false)]
+struct NewEvent<'a> {
+    host: &'a str,
+    source: &'a str,
+    file_id: i64,
+    file_offset: i64,
+    ts: Option<DateTime<Utc>>,
+    level: Option<&'a str>,
+    message: Option<&'a str>,
+    fields: RawJson<'a>,
+    ingested_at: DateTime<Utc>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = dead_letters)]
+struct NewDeadLetter<'a> {
+    host: &'a str,
+    source: &'a str,
+    file_id: i64,
+    file_offset: i64,
+    raw: &'a [u8],
+    line_bytes: i64,
+    error: &'a str,
+    ingested_at: DateTime<Utc>,
+}
+
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = files)]
+struct FileRow<'a> {
+    id: i64,
+    host: &'a str,
+    source: &'a str,
+    path: &'a str,
+    dev: i64,
+    inode: i64,
+    fingerprint_len: i32,
+    fingerprint: i64,
+    committed_offset: i64,
+    updated_at: DateTime<Utc>,
+}
+
+fn connect(url: &str) -> Result<PgConnection, DbError> {
+    PgConnection::establish(url).map_err(|e| {
+        DbError::transient(redact(&format!("cannot connect to PostgreSQL {url}: {e}")))
+    })
+}
+
+impl PgStore {
+    /// Connects and applies pending migrations (under an advisory lock).
+    ///
+    /// # Errors
+    /// When the server cannot be reached or migrated.
+    pub fn open(url: &str) -> Result<Self, DbError> {
+        let mut conn = connect(url)?;
+        migrate(&mut conn).map_err(|e| DbError {
+            message: redact(&e.message),
+            ..e
+        })?;
+        Ok(PgStore {
+            url: url.to_string(),
+            conn: Some(conn),
+        })
+    }
+
+    fn conn(&mut self) -> Result<&mut PgConnection, DbError> {
+        if self.conn.is_none() {
+            self.conn = Some(connect(&self.url)?);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| DbError::transient("no PostgreSQL connection"))
+    }
+
+    /// Classifies an error, and drops the connection when it is the connection that failed.
+    fn failed(&mut self, context: &str, e: DieselError) -> DbError {
+        let err = classify(context, e);
+        if err.is_transient() {
+            self.conn = None;
+        }
+        err
+    }
+
+    /// The connection, for read-only commands (`status`, `query`) and tests.
+    ///
+    /// # Errors
+    /// When reconnecting fails.
+    pub fn connection(&mut self) -> Result<&mut PgConnection, DbError> {
+        self.conn()
+    }
+}
+
+fn migrate(conn: &mut PgConnection) -> Result<(), DbError> {
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+        .execute(conn)
+        .map_err(|e| classify("cannot take the migration lock", e))?;
+    let result = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|_| ())
+        .map_err(|e| DbError::transient(format!("cannot migrate PostgreSQL database: {e}")));
+    let unlock = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+        .execute(conn)
+        .map_err(|e| classify("cannot release the migration lock", e));
+    result.and(unlock.map(|_| ()))
+}
+
+/// Checks that the server answers (`logbelt validate`).
+pub fn check_reachable(url: &str) -> Result<(), DbError> {
+    let mut conn = PgConnection::establish(url).map_err(|e| {
+        DbError::permanent(redact(&format!("cannot connect to PostgreSQL {url}: {e}")))
+    })?;
+    diesel::sql_query("SELECT 1")
+        .execute(&mut conn)
+        .map_err(|e| DbError::permanent(redact(&format!("PostgreSQL does not answer: {e}"))))?;
+    Ok(())
+}
+
+impl Store for PgStore {
+    fn load_positions(&mut self, host: &str) -> Result<Vec<StoredPosition>, DbError> {
+        let loaded: QueryResult<Vec<(i64, String, String, i64, i64, i32, i64, i64)>> = files::table
+            .filter(files::host.eq(host))
+            .order(files::updated_at.asc())
+            .select((
+                files::id,
+                files::source,
+                files::path,
+                files::dev,
+                files::inode,
+                files::fingerprint_len,
+                files::fingerprint,
+                files::committed_offset,
+            ))
+            .load(self.conn()?);
+        let rows = loaded.map_err(|e| self.failed("cannot read file positions", e))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, source, path, dev, inode, fp_len, fp, offset)| StoredPosition {
+                    file_id: id,
+                    source,
+                    path,
+                    identity: FileIdentity {
+                        dev: dev as u64,
+                        inode: inode as u64,
+                        fingerprint_len: fp_len as u32,
+                        fingerprint: fp as u64,
+                    },
+                    offset: offset as u64,
+                },
+            )
+            .collect())
+    }
+
+    fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
+        let now = Utc::now();
+        let result = self.conn()?.transaction(|conn| {
+            let mut events = Vec::with_capacity(batches.iter().map(|b| b.records.len()).sum());
+            let mut dead = Vec::new();
+            for batch in batches {
+                let source = &*batch.position.file.source;
+                let file_id = batch.position.file.id;
+                events.extend(batch.records.iter().map(|r| NewEvent {
+                    host,
+                    source,
+                    file_id,
+                    file_offset: r.offset as i64,
+                    ts: r.ts_micros.and_then(DateTime::from_timestamp_micros),
+                    level: r.level.as_ref().map(|t| t.get(&batch.buf)),
+                    message: r.message.as_ref().map(|t| t.get(&batch.buf)),
+                    fields: RawJson(batch.str(&r.line)),
+                    ingested_at: now,
+                }));
+                dead.extend(batch.dead_letters.iter().map(|d| NewDeadLetter {
+                    host,
+                    source,
+                    file_id,
+                    file_offset: d.offset as i64,
+                    raw: batch.bytes(&d.raw),
+                    line_bytes: d.line_bytes as i64,
+                    error: &d.reason,
+                    ingested_at: now,
+                }));
+            }
+            if !events.is_empty() {
+                diesel::copy_from(log_events::table)
+                    .from_insertable(&events)
+                    .execute(conn)?;
+            }
+            for chunk in dead.chunks(DEAD_LETTERS_PER_INSERT) {
+                diesel::insert_into(dead_letters::table)
+                    .values(chunk)
+                    .execute(conn)?;
+            }
+            for p in final_positions(batches) {
+                let row = FileRow {
+                    id: p.file.id,
+                    host,
+                    source: &p.file.source,
+                    path: &p.path,
+                    dev: p.identity.dev as i64,
+                    inode: p.identity.inode as i64,
+                    fingerprint_len: p.identity.fingerprint_len as i32,
+                    fingerprint: p.identity.fingerprint as i64,
+                    committed_offset: p.offset as i64,
+                    updated_at: now,
+                };
+                diesel::insert_into(files::table)
+                    .values(&row)
+                    .on_conflict(files::id)
+                    .do_update()
+                    .set(&row)
+                    .execute(conn)?;
+            }
+            Ok(())
+        });
+        result.map_err(|e| self.failed("commit failed", e))
+    }
+}
+
+/// Transient: the connection failed or the server is going away or restarting, or a
+/// serialization race. Permanent: the server refused the data itself.
+fn classify(context: &str, e: DieselError) -> DbError {
+    let message = redact(&format!("{context}: {e}"));
+    match &e {
+        DieselError::DatabaseError(kind, info) => match kind {
+            DatabaseErrorKind::SerializationFailure
+            | DatabaseErrorKind::ClosedConnection
+            | DatabaseErrorKind::UnableToSendCommand => DbError::transient(message),
+            DatabaseErrorKind::UniqueViolation
+            | DatabaseErrorKind::ForeignKeyViolation
+            | DatabaseErrorKind::NotNullViolation
+            | DatabaseErrorKind::CheckViolation => DbError::permanent(message),
+            _ => {
+                let m = info.message();
+                // Server shutting down / restarting / not accepting connections, admin cancel.
+                if m.contains("terminating connection")
+                    || m.contains("shutting down")
+                    || m.contains("starting up")
+                    || m.contains("server closed the connection")
+                    || m.contains("could not connect")
+                    || m.contains("no connection")
+                {
+                    DbError::transient(message)
+                } else {
+                    DbError::permanent(message)
+                }
+            }
+        },
+        DieselError::BrokenTransactionManager | DieselError::RollbackErrorOnCommit { .. } => {
+            DbError::transient(message)
+        }
+        _ => DbError::transient(message),
+    }
+}

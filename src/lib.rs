@@ -1,0 +1,25 @@
+//! logbelt tails files of JSON lines and stores every line exactly once in SQLite or PostgreSQL,
+//! with backpressure from the database all the way back to the files.
+//!
+//! # Layout
+//! - [`config`]: the TOML file, parsed then validated; every default a named constant.
+//! - [`record`]: batches of lines and of records, and file identity and positions.
+//! - [`parse`]: one line → a record's fields, or the reason it is a dead letter.
+//! - [`tail`]: tokio tasks that find and read files and feed the bounded bridge.
+//! - [`actors`]: Reader → Parser → Writer actors and their bounded plumbing.
+//! - [`messages`]: every message between actors.
+//! - [`supervisor`]: builds, restarts and drains the pipeline.
+//! - [`shutdown`]: Ctrl-C / SIGTERM → drain; a second signal → exit.
+//! - [`db`]: the SQLite and PostgreSQL stores behind one trait.
+//! - [`run`]: the entry points the binary calls.
+
+pub mod actors;
+pub mod config;
+pub mod db;
+pub mod messages;
+pub mod parse;
+pub mod record;
+pub mod run;
+pub mod shutdown;
+pub mod supervisor;
+pub mod tail;

@@ -1,0 +1,160 @@
+//! Domain types that travel through the pipeline: which file a line came from, the batches of raw
+//! lines the tailer produces, and the batches of records and dead letters the parser produces.
+//!
+//! Batches own one contiguous byte buffer and refer to lines by range, so a batch of thousands
+//! of lines costs a handful of allocations, not one per line.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Key of a row in the `files` table. Chosen by the tailer (random, positive) when it meets a file
+/// it has no committed position for; the writer inserts the row with the batch's first commit.
+pub type FileId = i64;
+
+/// What makes a file the same file across renames and restarts: device and inode, plus a hash of
+/// its first bytes (inodes are reused after deletion, so the inode alone is not enough).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub inode: u64,
+    /// How many leading bytes `fingerprint` covers (at most [`crate::tail::FINGERPRINT_MAX_BYTES`]).
+    pub fingerprint_len: u32,
+    /// FNV-1a 64 of the first `fingerprint_len` bytes.
+    pub fingerprint: u64,
+}
+
+/// The file a batch belongs to. Shared by every batch of that file.
+#[derive(Debug)]
+pub struct FileMeta {
+    pub id: FileId,
+    pub source: Arc<str>,
+}
+
+/// Where a batch leaves its file: the position to commit with the batch's rows.
+#[derive(Debug, Clone)]
+pub struct FilePosition {
+    pub file: Arc<FileMeta>,
+    /// Path the file had when the batch was read (it changes when the file is rotated).
+    pub path: Arc<str>,
+    pub identity: FileIdentity,
+    /// Byte offset just past the last byte the batch covers (its last newline). Committing it
+    /// means every line before it is stored.
+    pub offset: u64,
+}
+
+/// One line inside a [`LineBatch`].
+#[derive(Debug, Clone)]
+pub struct LineRef {
+    /// File offset of the line's first byte.
+    pub offset: u64,
+    /// The line's bytes in the batch buffer, without the newline (and without a final `\r`).
+    pub range: Range<u32>,
+    /// `Some(full length)` when the line was longer than `max_line_bytes`: `range` then holds
+    /// only its first `max_line_bytes` bytes.
+    pub too_long: Option<u64>,
+}
+
+/// Lines of one file, in file order, as the tailer read them. Sent tail task → Reader → Parser.
+#[derive(Debug)]
+pub struct LineBatch {
+    pub buf: Vec<u8>,
+    pub lines: Vec<LineRef>,
+    /// Empty lines the batch skipped (counted, never stored).
+    pub empty_lines: u32,
+    pub position: FilePosition,
+}
+
+/// A piece of text stored with a record: a span of the batch buffer when the line held it
+/// verbatim, a static canonical name, or an owned string when it had to be unescaped.
+#[derive(Debug, Clone)]
+pub enum Text {
+    Span(Range<u32>),
+    Static(&'static str),
+    Owned(Box<str>),
+}
+
+impl Text {
+    /// The text, reading spans from `buf` (the buffer of the batch that owns this text).
+    pub fn get<'a>(&'a self, buf: &'a [u8]) -> &'a str {
+        match self {
+            Text::Span(r) => buf
+                .get(r.start as usize..r.end as usize)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or(""),
+            Text::Static(s) => s,
+            Text::Owned(s) => s,
+        }
+    }
+
+    /// Turns a value borrowed from `line` (which starts at `line_start` in the buffer) into a
+    /// `Text` without copying when it is a plain slice of the line.
+    pub fn from_cow(value: Cow<'_, str>, line: &[u8], line_start: u32) -> Text {
+        match value {
+            Cow::Borrowed(s) => {
+                let base = line.as_ptr() as usize;
+                let ptr = s.as_ptr() as usize;
+                if ptr >= base && ptr + s.len() <= base + line.len() {
+                    let start = line_start + (ptr - base) as u32;
+                    Text::Span(start..start + s.len() as u32)
+                } else {
+                    Text::Owned(s.into())
+                }
+            }
+            Cow::Owned(s) => Text::Owned(s.into_boxed_str()),
+        }
+    }
+}
+
+/// A line that parsed as a JSON object.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub offset: u64,
+    /// The whole line: the JSON object as the service wrote it.
+    pub line: Range<u32>,
+    pub ts_micros: Option<i64>,
+    pub level: Option<Text>,
+    pub message: Option<Text>,
+}
+
+/// A line that cannot be a record.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub offset: u64,
+    /// The line's bytes (cut to `max_line_bytes`).
+    pub raw: Range<u32>,
+    /// The full length of the line in bytes.
+    pub line_bytes: u64,
+    /// Why: the dead letter's `error` column.
+    pub reason: String,
+}
+
+/// The parser's output for one [`LineBatch`]: the same buffer, with every line classified.
+/// Sent Parser → Writer.
+#[derive(Debug)]
+pub struct RecordBatch {
+    pub buf: Vec<u8>,
+    pub records: Vec<Record>,
+    pub dead_letters: Vec<DeadLetter>,
+    pub empty_lines: u32,
+    pub position: FilePosition,
+}
+
+impl RecordBatch {
+    /// Rows this batch writes (records plus dead letters).
+    pub fn rows(&self) -> usize {
+        self.records.len() + self.dead_letters.len()
+    }
+
+    /// The bytes of a range of this batch's buffer.
+    pub fn bytes(&self, r: &Range<u32>) -> &[u8] {
+        self.buf
+            .get(r.start as usize..r.end as usize)
+            .unwrap_or(&[])
+    }
+
+    /// The text of a range of this batch's buffer (ranges of records are valid UTF-8).
+    pub fn str(&self, r: &Range<u32>) -> &str {
+        std::str::from_utf8(self.bytes(r)).unwrap_or("")
+    }
+}

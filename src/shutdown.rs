@@ -1,0 +1,30 @@
+//! Turns Ctrl-C and SIGTERM into one [`Shutdown`] message to the supervisor; a second signal
+//! during the drain exits at once (safe: positions only move with commits, so whatever was not
+//! committed is read again at the next start).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use actix::prelude::*;
+
+use crate::messages::Shutdown;
+
+/// Exit code after a second signal (128 + SIGINT, as shells report it).
+pub const EXIT_SECOND_SIGNAL: i32 = 130;
+
+/// Installs the handler for SIGINT, SIGTERM and SIGHUP.
+///
+/// # Errors
+/// When a handler is already installed or the signals cannot be caught.
+pub fn install(supervisor: Recipient<Shutdown>) -> Result<(), ctrlc::Error> {
+    static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+    ctrlc::set_handler(move || {
+        if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
+            // The handler runs on its own thread; an Addr is Send, so it posts straight into the
+            // supervisor's mailbox. A control message: do_send is fine.
+            supervisor.do_send(Shutdown);
+        } else {
+            eprintln!("logbelt: second signal, exiting now; uncommitted lines will be read again at the next start");
+            std::process::exit(EXIT_SECOND_SIGNAL);
+        }
+    })
+}

@@ -1,0 +1,372 @@
+//! Supervisor actor: builds the pipeline — writer, then parser, then reader, then the tail tasks —
+//! restarts it when a stage fails, and orders the shutdown: stop reading, let parsing drain, let
+//! the writer commit, exit.
+//!
+//! A restart tears the whole pipeline down (tail tasks, actors, the committer), waits until no
+//! commit of it can still land, and builds a new one from the positions the database committed.
+//! Batches that were in flight are therefore read again and stored exactly once: the positions
+//! committed with the rows say exactly where to resume.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_rt::Arbiter;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::actors::parser::Parser;
+use crate::actors::reader::Reader;
+use crate::actors::writer::{run_committer, RetryPolicy, Writer};
+use crate::actors::{start_on, StageGuard, Window};
+use crate::config::Config;
+use crate::db::{self, Store};
+use crate::messages::{Drained, Shutdown, StageFailed};
+use crate::parse::ParseSettings;
+use crate::tail::{StoredPosition, TailSettings, Tailer, LINE_BATCH_MAX_BYTES};
+
+/// Exit code of a run that failed at run time (DESIGN.md §2).
+pub const EXIT_FAILURE: i32 = 1;
+
+/// Test-only faults (feature `fault-injection`, env `LOGBELT_FAULTS`), applied to the first
+/// pipeline only.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Panic the parser on its Nth batch.
+    pub parser_panic_on_batch: Option<u64>,
+    /// Make this many commits fail permanently.
+    pub failed_commits: u32,
+}
+
+impl Faults {
+    /// Reads `LOGBELT_FAULTS` (`parser_panic_on_batch=N,failed_commits=K`) in builds with the
+    /// `fault-injection` feature; nothing otherwise.
+    pub fn from_env() -> Faults {
+        let mut faults = Faults::default();
+        if !cfg!(feature = "fault-injection") {
+            return faults;
+        }
+        let spec = std::env::var("LOGBELT_FAULTS").unwrap_or_default();
+        for item in spec.split(',').filter(|s| !s.is_empty()) {
+            match item.split_once('=') {
+                Some(("parser_panic_on_batch", n)) => faults.parser_panic_on_batch = n.parse().ok(),
+                Some(("failed_commits", n)) => faults.failed_commits = n.parse().unwrap_or(0),
+                _ => tracing::warn!(item, "Unknown fault ignored."),
+            }
+        }
+        faults
+    }
+}
+
+/// One running pipeline and what it takes to tear it down.
+struct Pipeline {
+    generation: u64,
+    tail_cancel: CancellationToken,
+    /// Tells the committer to stop retrying.
+    commit_cancel: Arc<AtomicBool>,
+    arbiters: Vec<Arbiter>,
+    /// Closes when the committer and every commit it started are gone.
+    committer_alive: mpsc::Receiver<()>,
+}
+
+pub struct Supervisor {
+    config: Arc<Config>,
+    once: bool,
+    generation: u64,
+    pipeline: Option<Pipeline>,
+    shutting_down: bool,
+    /// When recent restarts happened (the restart budget's window).
+    restarts: VecDeque<Instant>,
+    faults: Faults,
+}
+
+impl Supervisor {
+    pub fn new(config: Config, once: bool, faults: Faults) -> Self {
+        Supervisor {
+            config: Arc::new(config),
+            once,
+            generation: 0,
+            pipeline: None,
+            shutting_down: false,
+            restarts: VecDeque::new(),
+            faults,
+        }
+    }
+
+    /// Opens the store, reads the committed positions, then builds the pipeline.
+    fn start_pipeline(&mut self, ctx: &mut Context<Self>) {
+        self.generation += 1;
+        let generation = self.generation;
+        let config = self.config.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut store = db::open(&config.database)?;
+            let positions = store.load_positions(&config.agent.host)?;
+            Ok::<_, db::DbError>((store, positions))
+        });
+        ctx.wait(opened.into_actor(self).map(move |opened, act, ctx| {
+            if act.shutting_down && act.pipeline.is_none() {
+                act.exit(ctx, 0);
+                return;
+            }
+            match opened {
+                Ok(Ok((store, positions))) => act.build(ctx, generation, store, positions),
+                Ok(Err(e)) if generation == 1 => {
+                    tracing::error!(error = %e, "Cannot start.");
+                    act.exit(ctx, EXIT_FAILURE);
+                }
+                Ok(Err(e)) => act.restart(ctx, "database", e.to_string()),
+                Err(e) => {
+                    tracing::error!(error = %e, "Opening the database panicked.");
+                    act.exit(ctx, EXIT_FAILURE);
+                }
+            }
+        }));
+    }
+
+    fn build(
+        &mut self,
+        ctx: &mut Context<Self>,
+        generation: u64,
+        store: Box<dyn Store>,
+        positions: Vec<StoredPosition>,
+    ) {
+        let c = &self.config;
+        let cap = c.pipeline.mailbox_capacity;
+        let faults = if generation == 1 {
+            self.faults.clone()
+        } else {
+            Faults::default()
+        };
+        let me = ctx.address();
+        let guard = |stage| StageGuard::new(generation, stage, me.clone().recipient());
+        let (reader_arbiter, parser_arbiter, writer_arbiter) =
+            (Arbiter::new(), Arbiter::new(), Arbiter::new());
+        let commit_cancel = Arc::new(AtomicBool::new(false));
+        let tail_cancel = CancellationToken::new();
+        let (alive_tx, committer_alive) = mpsc::channel(1);
+
+        // Writer side first, so that every later stage has somewhere to send.
+        let (jobs_tx, jobs_rx) = mpsc::channel(1);
+        let retry = RetryPolicy {
+            initial_backoff: c.database.retry_initial_backoff,
+            max_backoff: c.database.retry_max_backoff,
+        };
+        writer_arbiter.spawn(run_committer(
+            store,
+            jobs_rx,
+            c.agent.host.as_str().into(),
+            retry,
+            commit_cancel.clone(),
+            guard(crate::messages::Stage::Writer),
+            faults.failed_commits,
+            alive_tx,
+        ));
+        let writer = start_on(
+            &writer_arbiter.handle(),
+            cap,
+            Writer::new(
+                c.pipeline.batch_rows,
+                c.pipeline.flush_interval,
+                jobs_tx,
+                guard(crate::messages::Stage::Writer),
+            ),
+        );
+        let parser = start_on(
+            &parser_arbiter.handle(),
+            cap,
+            Parser::new(
+                Arc::new(ParseSettings::from_config(&c.parse)),
+                c.parse.max_line_bytes,
+                Window::new(writer.clone().recipient(), cap, "writer"),
+                writer.recipient(),
+                guard(crate::messages::Stage::Parser),
+                faults.parser_panic_on_batch,
+            ),
+        );
+        let (bridge_tx, bridge_rx) = mpsc::channel(c.pipeline.channel_capacity);
+        start_on(
+            &reader_arbiter.handle(),
+            cap,
+            Reader::new(
+                bridge_rx,
+                Window::new(parser.clone().recipient(), cap, "parser"),
+                parser.recipient(),
+                me.clone().recipient(),
+                guard(crate::messages::Stage::Reader),
+            ),
+        );
+        let settings = TailSettings {
+            read_buffer_bytes: c.pipeline.read_buffer_bytes,
+            max_line_bytes: c.parse.max_line_bytes,
+            batch_lines: c.pipeline.batch_rows,
+            batch_bytes: LINE_BATCH_MAX_BYTES,
+            poll_interval: c.pipeline.poll_interval,
+            once: self.once,
+        };
+        let tailer = Tailer::new(
+            c.sources.clone(),
+            settings,
+            positions,
+            bridge_tx,
+            tail_cancel.clone(),
+        );
+        reader_arbiter.spawn(tailer.run());
+        tracing::info!(generation, "Pipeline started.");
+        self.pipeline = Some(Pipeline {
+            generation,
+            tail_cancel,
+            commit_cancel,
+            arbiters: vec![reader_arbiter, parser_arbiter, writer_arbiter],
+            committer_alive,
+        });
+        if self.shutting_down {
+            self.stop_reading();
+        }
+    }
+
+    fn stop_reading(&mut self) {
+        if let Some(p) = &self.pipeline {
+            p.tail_cancel.cancel();
+        }
+    }
+
+    /// Stops every part of the running pipeline at once; the future ends when no commit of it
+    /// can still land.
+    fn tear_down(&mut self) -> impl std::future::Future<Output = ()> {
+        let pipeline = self.pipeline.take();
+        async move {
+            if let Some(mut p) = pipeline {
+                p.tail_cancel.cancel();
+                p.commit_cancel.store(true, Ordering::Relaxed);
+                for a in &p.arbiters {
+                    a.stop();
+                }
+                while p.committer_alive.recv().await.is_some() {}
+                tracing::debug!(generation = p.generation, "Pipeline torn down.");
+            }
+        }
+    }
+
+    fn restart(&mut self, ctx: &mut Context<Self>, stage: &str, reason: String) {
+        let s = &self.config.supervisor;
+        let now = Instant::now();
+        while self
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > s.restart_window)
+        {
+            self.restarts.pop_front();
+        }
+        self.restarts.push_back(now);
+        if self.restarts.len() as u64 > u64::from(s.max_restarts) {
+            tracing::error!(stage, reason = %reason, max_restarts = s.max_restarts, window_ms = s.restart_window.as_millis() as u64, "Restart budget exhausted; exiting. Uncommitted lines will be read again at the next start.");
+            let down = self.tear_down();
+            ctx.wait(
+                down.into_actor(self)
+                    .map(|_, act, ctx| act.exit(ctx, EXIT_FAILURE)),
+            );
+            return;
+        }
+        let n = self.restarts.len() as u32;
+        let backoff = s
+            .restart_backoff_initial
+            .saturating_mul(2u32.saturating_pow(n.saturating_sub(1)))
+            .min(s.restart_backoff_max);
+        tracing::warn!(stage, reason = %reason, restart = n, backoff_ms = backoff.as_millis() as u64, "Restarting the pipeline from the committed positions.");
+        let down = self.tear_down();
+        ctx.wait(
+            async move {
+                down.await;
+                tokio::time::sleep(backoff).await;
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| {
+                if act.shutting_down {
+                    act.exit(ctx, 0);
+                } else {
+                    act.start_pipeline(ctx);
+                }
+            }),
+        );
+    }
+
+    fn exit(&mut self, ctx: &mut Context<Self>, code: i32) {
+        if let Some(p) = &self.pipeline {
+            p.commit_cancel.store(true, Ordering::Relaxed);
+        }
+        tracing::info!(code, "Exiting.");
+        ctx.stop();
+        System::current().stop_with_code(code);
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.start_pipeline(ctx);
+    }
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        let timeout = self.config.shutdown.drain_timeout;
+        tracing::info!(
+            drain_timeout_ms = timeout.as_millis() as u64,
+            "Shutting down: stop reading, drain, commit."
+        );
+        self.stop_reading();
+        ctx.run_later(timeout, |act, ctx| {
+            tracing::error!(
+                "Drain timed out; exiting. Uncommitted lines will be read again at the next start."
+            );
+            act.exit(ctx, EXIT_FAILURE);
+        });
+    }
+}
+
+impl Handler<Drained> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Drained, ctx: &mut Context<Self>) {
+        if self.pipeline.as_ref().map(|p| p.generation) != Some(msg.generation) {
+            return;
+        }
+        if self.shutting_down || self.once {
+            tracing::info!("Drained: everything read is committed.");
+            let down = self.tear_down();
+            ctx.wait(down.into_actor(self).map(|_, act, ctx| act.exit(ctx, 0)));
+        } else {
+            self.restart(ctx, "tailer", "reading ended unexpectedly".into());
+        }
+    }
+}
+
+impl Handler<StageFailed> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StageFailed, ctx: &mut Context<Self>) {
+        if self.pipeline.as_ref().map(|p| p.generation) != Some(msg.generation) {
+            return;
+        }
+        tracing::error!(stage = %msg.stage, reason = %msg.reason, "Stage failed.");
+        if self.shutting_down {
+            tracing::error!("Cannot finish the drain; exiting. Uncommitted lines will be read again at the next start.");
+            let down = self.tear_down();
+            ctx.wait(
+                down.into_actor(self)
+                    .map(|_, act, ctx| act.exit(ctx, EXIT_FAILURE)),
+            );
+            return;
+        }
+        self.restart(ctx, &msg.stage.to_string(), msg.reason);
+    }
+}

@@ -1,0 +1,215 @@
+//! One file's tail task: reads from its handle, splits lines, sends batches over the bounded
+//! bridge, and notices truncation, rotation and deletion (DESIGN.md §5). It never commits
+//! anything: its position only becomes durable when the writer commits the batch.
+
+use std::io::SeekFrom;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::fingerprint::{identity, FINGERPRINT_MAX_BYTES};
+use super::lines::{LineSplitter, LinesOut};
+use super::TailSettings;
+use crate::record::{FileMeta, FilePosition, LineBatch};
+
+/// How long a rotated or deleted file is still followed after its last new byte: writers that
+/// hold the old handle keep appending for a moment after a rename.
+pub const ROTATED_FILE_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a tail task ended, and where: the tailer keeps the position for when the same file
+/// (same identity) is met again in this run.
+#[derive(Debug)]
+pub struct TailEnd {
+    pub key: (u64, u64),
+    /// Offset just past the last line that was handed to the bridge.
+    pub sent_offset: u64,
+    pub head: Vec<u8>,
+    pub meta: Arc<FileMeta>,
+    pub reason: EndReason,
+}
+
+/// Adds to `head` (the file's first bytes) whatever part of `chunk`, read at `offset`, extends it.
+fn extend_head(head: &mut Vec<u8>, offset: u64, chunk: &[u8]) {
+    let have = head.len() as u64;
+    let end = offset + chunk.len() as u64;
+    if have >= FINGERPRINT_MAX_BYTES as u64 || offset > have || end <= have {
+        return;
+    }
+    let from = (have - offset) as usize;
+    let to = (FINGERPRINT_MAX_BYTES as u64).min(end) - offset;
+    head.extend_from_slice(&chunk[from..to as usize]);
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// `--once`: the file was read to its end.
+    ReachedEnd,
+    /// The file was renamed away or deleted and then stayed idle.
+    Gone,
+    /// Shutdown or restart, or the bridge closed.
+    Stopped,
+    /// Reading failed (the message is logged).
+    Failed,
+}
+
+/// What a tail task needs besides its file.
+pub struct TailTaskCtx {
+    pub tx: mpsc::Sender<LineBatch>,
+    pub cancel: CancellationToken,
+    pub wake: Arc<Notify>,
+    pub settings: Arc<TailSettings>,
+}
+
+pub struct FileTail {
+    pub key: (u64, u64),
+    pub meta: Arc<FileMeta>,
+    pub path: PathBuf,
+    pub file: tokio::fs::File,
+    /// Offset at which reading starts (a line boundary).
+    pub offset: u64,
+    /// The file's first bytes, up to [`FINGERPRINT_MAX_BYTES`] (at least up to `offset`).
+    pub head: Vec<u8>,
+}
+
+enum Stop {
+    Cancelled,
+    Closed,
+}
+
+impl FileTail {
+    /// Runs until the file is done with (see [`EndReason`]).
+    pub async fn run(mut self, ctx: TailTaskCtx) -> TailEnd {
+        let settings = ctx.settings.clone();
+        let path_str: Arc<str> = self.path.to_string_lossy().into();
+        let mut splitter = LineSplitter::new(self.offset, settings.max_line_bytes);
+        let mut read_offset = self.offset;
+        let mut sent_offset = self.offset;
+        let mut buf = vec![0u8; settings.read_buffer_bytes];
+        let mut out = LinesOut::default();
+        if let Err(e) = self.file.seek(SeekFrom::Start(self.offset)).await {
+            tracing::warn!(path = %path_str, error = %e, "Cannot seek; the file is skipped until the next scan.");
+            return self.end(sent_offset, EndReason::Failed);
+        }
+        // Set once the path no longer leads to this file: when it then idles, the task ends.
+        let mut orphaned_since: Option<Instant> = None;
+        let reason = loop {
+            if ctx.cancel.is_cancelled() {
+                break EndReason::Stopped;
+            }
+            let n = match self.file.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(path = %path_str, error = %e, "Read failed; the file is retried at the next scan.");
+                    break EndReason::Failed;
+                }
+            };
+            if n > 0 {
+                let chunk = &buf[..n];
+                extend_head(&mut self.head, read_offset, chunk);
+                read_offset += n as u64;
+                splitter.feed(chunk, &mut out);
+                if orphaned_since.is_some() {
+                    orphaned_since = Some(Instant::now());
+                }
+                if out.lines.len() >= settings.batch_lines || out.buf.len() >= settings.batch_bytes
+                {
+                    match self.send(&ctx, &mut out, &splitter, &path_str).await {
+                        Ok(()) => sent_offset = splitter.boundary(),
+                        Err(_) => break EndReason::Stopped,
+                    }
+                }
+                continue;
+            }
+            // At the end of what is there now: hand over what was read.
+            if splitter.boundary() > sent_offset {
+                match self.send(&ctx, &mut out, &splitter, &path_str).await {
+                    Ok(()) => sent_offset = splitter.boundary(),
+                    Err(_) => break EndReason::Stopped,
+                }
+            }
+            if settings.once {
+                break EndReason::ReachedEnd;
+            }
+            match self.file.metadata().await {
+                Ok(m) if m.len() < read_offset => {
+                    tracing::info!(path = %path_str, size = m.len(), position = read_offset, "File truncated; reading it again from the start.");
+                    if let Err(e) = self.file.seek(SeekFrom::Start(0)).await {
+                        tracing::warn!(path = %path_str, error = %e, "Cannot seek after truncation.");
+                        break EndReason::Failed;
+                    }
+                    read_offset = 0;
+                    splitter = LineSplitter::new(0, settings.max_line_bytes);
+                    out = LinesOut::default();
+                    self.head.clear();
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(path = %path_str, error = %e, "Cannot stat the open file.");
+                    break EndReason::Failed;
+                }
+            }
+            let still_ours = match tokio::fs::metadata(&self.path).await {
+                Ok(m) => (m.dev(), m.ino()) == self.key,
+                Err(_) => false,
+            };
+            if still_ours {
+                orphaned_since = None;
+            } else {
+                let since = *orphaned_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= ROTATED_FILE_GRACE {
+                    tracing::debug!(path = %path_str, "Rotated or deleted file is idle; done with it.");
+                    break EndReason::Gone;
+                }
+            }
+            tokio::select! {
+                _ = ctx.wake.notified() => {}
+                _ = tokio::time::sleep(settings.poll_interval) => {}
+                _ = ctx.cancel.cancelled() => break EndReason::Stopped,
+            }
+        };
+        self.end(sent_offset, reason)
+    }
+
+    fn end(self, sent_offset: u64, reason: EndReason) -> TailEnd {
+        TailEnd {
+            key: self.key,
+            sent_offset,
+            head: self.head,
+            meta: self.meta,
+            reason,
+        }
+    }
+
+    /// Sends the lines gathered so far. Waits while the bridge is full: that is the backpressure.
+    async fn send(
+        &self,
+        ctx: &TailTaskCtx,
+        out: &mut LinesOut,
+        splitter: &LineSplitter,
+        path: &Arc<str>,
+    ) -> Result<(), Stop> {
+        let lines = std::mem::take(out);
+        let offset = splitter.boundary();
+        let batch = LineBatch {
+            buf: lines.buf,
+            lines: lines.lines,
+            empty_lines: lines.empty_lines,
+            position: FilePosition {
+                file: self.meta.clone(),
+                path: path.clone(),
+                identity: identity(self.key.0, self.key.1, &self.head, offset),
+                offset,
+            },
+        };
+        tokio::select! {
+            r = ctx.tx.send(batch) => r.map_err(|_| Stop::Closed),
+            _ = ctx.cancel.cancelled() => Err(Stop::Cancelled),
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Splits a byte stream into lines, whatever the read boundaries: the one place that knows what a
+//! line is (DESIGN.md §5–6). Pure and synchronous; the tail task feeds it the bytes it reads.
+//!
+//! - A line ends at `\n`; a final `\r` is dropped (CRLF), also when the pair is split across reads.
+//! - A line without its newline is not a line yet: it stays pending, and its bytes are not
+//!   covered by [`LineSplitter::boundary`], so a restart reads it again.
+//! - A UTF-8 BOM at the very start of the file is skipped.
+//! - Empty lines are counted, not emitted.
+//! - A line longer than `max_line_bytes` keeps only its first `max_line_bytes` bytes (memory stays
+//!   bounded however long the line is) and is emitted as too long, with its full length.
+
+use crate::record::LineRef;
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Lines gathered for one batch, in one buffer.
+#[derive(Debug, Default)]
+pub struct LinesOut {
+    pub buf: Vec<u8>,
+    pub lines: Vec<LineRef>,
+    pub empty_lines: u32,
+}
+
+impl LinesOut {
+    fn push(&mut self, offset: u64, bytes: &[u8], too_long: Option<u64>) {
+        let start = self.buf.len() as u32;
+        self.buf.extend_from_slice(bytes);
+        self.lines.push(LineRef {
+            offset,
+            range: start..self.buf.len() as u32,
+            too_long,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.empty_lines == 0
+    }
+}
+
+/// The splitter's state between reads.
+#[derive(Debug)]
+pub struct LineSplitter {
+    max_line_bytes: usize,
+    /// File offset of the first byte of the line being assembled: everything before it has been
+    /// emitted (or counted as empty).
+    line_start: u64,
+    /// Bytes of the pending line seen so far (more than `partial.len()` once it is too long).
+    line_len: u64,
+    /// The pending line's bytes, at most `max_line_bytes + 1` of them (one more than the limit, so
+    /// a final `\r` can still be dropped from a line exactly at the limit).
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// A splitter whose next byte is at file offset `offset` (a line boundary).
+    pub fn new(offset: u64, max_line_bytes: usize) -> Self {
+        LineSplitter {
+            max_line_bytes,
+            line_start: offset,
+            line_len: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    /// Offset just past the last complete line: where reading resumes after a restart.
+    pub fn boundary(&self) -> u64 {
+        self.line_start
+    }
+
+    /// Bytes of the pending incomplete line.
+    pub fn pending_bytes(&self) -> u64 {
+        self.line_len
+    }
+
+    /// Feeds the next bytes of the file; complete lines go to `out`.
+    pub fn feed(&mut self, mut chunk: &[u8], out: &mut LinesOut) {
+        while let Some(i) = memchr::memchr(b'\n', chunk) {
+            let segment = &chunk[..i];
+            if self.line_len == 0 {
+                // Fast path: the whole line is inside this chunk.
+                self.finish(segment, segment.len() as u64, out);
+            } else {
+                self.append(segment);
+                let pending = std::mem::take(&mut self.partial);
+                self.finish(&pending, self.line_len, out);
+                self.partial = pending;
+                self.partial.clear();
+            }
+            chunk = &chunk[i + 1..];
+        }
+        self.append(chunk);
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        let room = (self.max_line_bytes + 1).saturating_sub(self.partial.len());
+        self.partial
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.line_len += bytes.len() as u64;
+    }
+
+    /// Ends the current line: `kept` holds its first bytes, `full_len` is its length before `\n`.
+    fn finish(&mut self, kept: &[u8], full_len: u64, out: &mut LinesOut) {
+        let mut offset = self.line_start;
+        let mut line = kept;
+        let mut len = full_len;
+        if offset == 0 && line.starts_with(BOM) {
+            line = &line[BOM.len()..];
+            len -= BOM.len() as u64;
+            offset = BOM.len() as u64;
+        }
+        if len as usize == line.len() && line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+            len -= 1;
+        }
+        if len == 0 {
+            out.empty_lines += 1;
+        } else if len > self.max_line_bytes as u64 {
+            out.push(
+                offset,
+                &line[..self.max_line_bytes.min(line.len())],
+                Some(len),
+            );
+        } else {
+            out.push(offset, line, None);
+        }
+        self.line_start += full_len + 1;
+        self.line_len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_all(
+        data: &[u8],
+        chunk: usize,
+        max: usize,
+    ) -> (Vec<(u64, Vec<u8>, Option<u64>)>, u32, u64) {
+        let mut s = LineSplitter::new(0, max);
+        let mut out = LinesOut::default();
+        for c in data.chunks(chunk.max(1)) {
+            s.feed(c, &mut out);
+        }
+        let lines = out
+            .lines
+            .iter()
+            .map(|l| {
+                (
+                    l.offset,
+                    out.buf[l.range.start as usize..l.range.end as usize].to_vec(),
+                    l.too_long,
+                )
+            })
+            .collect();
+        (lines, out.empty_lines, s.boundary())
+    }
+
+    #[test]
+    fn any_chunking_gives_the_same_lines() {
+        let data =
+            b"\xEF\xBB\xBF{\"a\":1}\r\n\n{\"b\":2}\n0123456789abcdef\r\n\r\n{\"c\":3}\npartial";
+        let whole = split_all(data, data.len(), 12);
+        for chunk in 1..data.len() {
+            assert_eq!(split_all(data, chunk, 12), whole, "chunk size {chunk}");
+        }
+        let (lines, empty, boundary) = whole;
+        assert_eq!(
+            lines,
+            vec![
+                (3, b"{\"a\":1}".to_vec(), None),
+                (13, b"{\"b\":2}".to_vec(), None),
+                (21, b"0123456789ab".to_vec(), Some(16)),
+                (41, b"{\"c\":3}".to_vec(), None),
+            ]
+        );
+        assert_eq!(empty, 2);
+        assert_eq!(boundary, 49, "the partial line is not covered");
+    }
+
+    #[test]
+    fn a_line_exactly_at_the_limit_is_kept_even_with_crlf() {
+        let (lines, _, _) = split_all(b"12345\r\n123456\n", 3, 5);
+        assert_eq!(lines[0], (0, b"12345".to_vec(), None));
+        assert_eq!(lines[1], (7, b"12345".to_vec(), Some(6)));
+    }
+
+    #[test]
+    fn resumes_from_a_boundary_with_the_same_offsets() {
+        let mut s = LineSplitter::new(100, 64);
+        let mut out = LinesOut::default();
+        s.feed(b"\xEF\xBB\xBF{}\n", &mut out);
+        assert_eq!(
+            out.lines[0].offset, 100,
+            "a BOM is only skipped at offset 0"
+        );
+        assert_eq!(s.boundary(), 106);
+    }
+}

@@ -1,0 +1,344 @@
+//! The tokio side of file I/O (DESIGN.md §5): finds the files that match each source's globs,
+//! runs one tail task per file, and feeds their batches into the bounded `mpsc` bridge that the
+//! Reader actor drains. Knows nothing of actors or databases: positions come in at start (what the
+//! database committed) and go out only inside batches.
+//!
+//! - [`lines`]: splitting bytes into lines.
+//! - [`fingerprint`]: file identity.
+//! - [`file`]: one file's task (truncation, rotation, deletion).
+//! - [`watch`]: file-system notifications that wake tasks early; a slow poll is the fallback.
+
+pub mod file;
+pub mod fingerprint;
+pub mod lines;
+pub mod watch;
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{SourceConfig, StartAt};
+use crate::record::{FileId, FileIdentity, FileMeta, LineBatch};
+use file::{EndReason, FileTail, TailEnd, TailTaskCtx};
+use fingerprint::{fnv1a, FINGERPRINT_MAX_BYTES};
+
+/// Most bytes of lines in one [`LineBatch`]. With `channel_capacity` batches in the bridge and
+/// `mailbox_capacity` in each mailbox, this is what bounds the memory of queued lines.
+pub const LINE_BATCH_MAX_BYTES: usize = 256 * 1024;
+
+/// How a tailer reads.
+#[derive(Debug, Clone)]
+pub struct TailSettings {
+    pub read_buffer_bytes: usize,
+    pub max_line_bytes: usize,
+    /// A batch is sent when it holds this many lines…
+    pub batch_lines: usize,
+    /// …or this many bytes, or when the file has no more bytes for now.
+    pub batch_bytes: usize,
+    pub poll_interval: Duration,
+    /// `run --once`: one scan, every file read to its end, then the bridge closes.
+    pub once: bool,
+}
+
+/// A committed position, as the database has it.
+#[derive(Debug, Clone)]
+pub struct StoredPosition {
+    pub file_id: FileId,
+    pub source: String,
+    pub path: String,
+    pub identity: FileIdentity,
+    pub offset: u64,
+}
+
+/// What the tailer knows of a file it has met (from the database or earlier in this run).
+struct Known {
+    meta: Arc<FileMeta>,
+    offset: u64,
+    fingerprint_len: u32,
+    fingerprint: u64,
+}
+
+/// Finds files and runs their tail tasks. Owns the sending side of the bridge: when it and all its
+/// tasks have ended, the bridge closes, and that is how the Reader learns that reading is over.
+pub struct Tailer {
+    sources: Vec<SourceConfig>,
+    settings: Arc<TailSettings>,
+    tx: mpsc::Sender<LineBatch>,
+    cancel: CancellationToken,
+    /// Files by (device, inode).
+    known: HashMap<(u64, u64), Known>,
+    /// Files with a running task.
+    tailing: HashSet<(u64, u64)>,
+    tasks: JoinSet<TailEnd>,
+    /// Paths already warned about (unreadable, not a regular file, compressed), so that a
+    /// problem is reported once, not at every scan. Cleared for a path once it is tailed.
+    warned: HashSet<PathBuf>,
+    watch: watch::Watch,
+}
+
+impl Tailer {
+    pub fn new(
+        sources: Vec<SourceConfig>,
+        settings: TailSettings,
+        positions: Vec<StoredPosition>,
+        tx: mpsc::Sender<LineBatch>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let mut known = HashMap::new();
+        for p in positions {
+            let source: Arc<str> = p.source.as_str().into();
+            known.insert(
+                (p.identity.dev, p.identity.inode),
+                Known {
+                    meta: Arc::new(FileMeta {
+                        id: p.file_id,
+                        source,
+                    }),
+                    offset: p.offset,
+                    fingerprint_len: p.identity.fingerprint_len,
+                    fingerprint: p.identity.fingerprint,
+                },
+            );
+        }
+        let watch = watch::Watch::new(sources.iter().flat_map(|s| s.include.iter()));
+        Tailer {
+            sources,
+            settings: Arc::new(settings),
+            tx,
+            cancel,
+            known,
+            tailing: HashSet::new(),
+            tasks: JoinSet::new(),
+            warned: HashSet::new(),
+            watch,
+        }
+    }
+
+    /// Runs until cancelled (or, with `once`, until every file has been read to its end).
+    pub async fn run(mut self) {
+        self.scan(true).await;
+        let scan_wake = self.watch.scan_wake();
+        loop {
+            if self.settings.once && self.tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some(ended) = self.tasks.join_next(), if !self.tasks.is_empty() => self.ended(ended),
+                _ = scan_wake.notified(), if !self.settings.once => self.scan(false).await,
+                _ = tokio::time::sleep(self.settings.poll_interval), if !self.settings.once => self.scan(false).await,
+                _ = self.cancel.cancelled() => break,
+            }
+        }
+        self.cancel.cancel();
+        while let Some(ended) = self.tasks.join_next().await {
+            self.ended(ended);
+        }
+        tracing::debug!("Tailer stopped.");
+    }
+
+    fn ended(&mut self, ended: Result<TailEnd, tokio::task::JoinError>) {
+        let end = match ended {
+            Ok(end) => end,
+            Err(e) => {
+                tracing::error!(error = %e, "A tail task panicked.");
+                return;
+            }
+        };
+        self.tailing.remove(&end.key);
+        self.watch.forget(end.key);
+        let len = end
+            .head
+            .len()
+            .min(end.sent_offset as usize)
+            .min(FINGERPRINT_MAX_BYTES);
+        self.known.insert(
+            end.key,
+            Known {
+                meta: end.meta,
+                offset: end.sent_offset,
+                fingerprint_len: len as u32,
+                fingerprint: fnv1a(&end.head[..len]),
+            },
+        );
+        if end.reason == EndReason::Gone {
+            tracing::debug!(inode = end.key.1, "File gone.");
+        }
+    }
+
+    /// Looks for files that match the globs and are not tailed yet.
+    async fn scan(&mut self, first: bool) {
+        self.watch.refresh();
+        let sources = self.sources.clone();
+        let found = tokio::task::spawn_blocking(move || expand_globs(&sources)).await;
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "Glob expansion failed.");
+                return;
+            }
+        };
+        for (source_idx, path) in found {
+            self.consider(source_idx, path, first).await;
+        }
+    }
+
+    async fn consider(&mut self, source_idx: usize, path: PathBuf, first: bool) {
+        let meta = match tokio::fs::metadata(&path).await {
+            Ok(m) => m,
+            Err(e) => {
+                self.warn_once(&path, format_args!("cannot stat: {e}"));
+                return;
+            }
+        };
+        if !meta.is_file() {
+            if !meta.is_dir() {
+                self.warn_once(&path, format_args!("not a regular file; skipped"));
+            }
+            return;
+        }
+        let key = (meta.dev(), meta.ino());
+        if self.tailing.contains(&key) {
+            return;
+        }
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) => {
+                self.warn_once(
+                    &path,
+                    format_args!("cannot open: {e}; retrying at every scan"),
+                );
+                return;
+            }
+        };
+        let mut head = Vec::with_capacity(FINGERPRINT_MAX_BYTES);
+        if let Err(e) = (&mut file)
+            .take(FINGERPRINT_MAX_BYTES as u64)
+            .read_to_end(&mut head)
+            .await
+        {
+            self.warn_once(
+                &path,
+                format_args!("cannot read: {e}; retrying at every scan"),
+            );
+            return;
+        }
+        if let Some(kind) = compression(&head) {
+            self.warn_once(
+                &path,
+                format_args!("{kind}-compressed; skipped (logbelt reads plain text only)"),
+            );
+            return;
+        }
+        let source = &self.sources[source_idx];
+        let (file_meta, offset) = match self.known.get(&key) {
+            Some(k)
+                if head.len() >= k.fingerprint_len as usize
+                    && fnv1a(&head[..k.fingerprint_len as usize]) == k.fingerprint =>
+            {
+                if k.offset > meta.len() {
+                    tracing::info!(path = %path.display(), position = k.offset, size = meta.len(), "File is shorter than its committed position; reading it from the start.");
+                    (k.meta.clone(), 0)
+                } else {
+                    (k.meta.clone(), k.offset)
+                }
+            }
+            other => {
+                if other.is_some() {
+                    tracing::info!(path = %path.display(), "Inode reused by a new file; reading it from the start.");
+                }
+                let offset = if first && source.start_at == StartAt::End {
+                    meta.len()
+                } else {
+                    0
+                };
+                let id = fastrand::i64(1..i64::MAX);
+                let meta = Arc::new(FileMeta {
+                    id,
+                    source: source.name.as_str().into(),
+                });
+                (meta, offset)
+            }
+        };
+        self.warned.remove(&path);
+        tracing::info!(path = %path.display(), source = %source.name, position = offset, "Tailing file.");
+        let tail = FileTail {
+            key,
+            meta: file_meta,
+            path: path.clone(),
+            file,
+            offset,
+            head,
+        };
+        let ctx = TailTaskCtx {
+            tx: self.tx.clone(),
+            cancel: self.cancel.child_token(),
+            wake: self.watch.waker(key, &path),
+            settings: self.settings.clone(),
+        };
+        self.tailing.insert(key);
+        self.tasks.spawn(tail.run(ctx));
+    }
+
+    fn warn_once(&mut self, path: &Path, what: std::fmt::Arguments<'_>) {
+        if self.warned.insert(path.to_path_buf()) {
+            tracing::warn!(path = %path.display(), "{what}");
+        }
+    }
+}
+
+/// Every (source index, path) that the sources' globs match now, excluded ones left out; a
+/// path matched by two sources goes to the first.
+fn expand_globs(sources: &[SourceConfig]) -> Vec<(usize, PathBuf)> {
+    let mut seen = HashSet::new();
+    let mut found = Vec::new();
+    for (idx, source) in sources.iter().enumerate() {
+        for pattern in &source.include {
+            let paths = match glob::glob(pattern) {
+                Ok(paths) => paths,
+                Err(e) => {
+                    tracing::error!(pattern = %pattern, error = %e, "Invalid glob.");
+                    continue;
+                }
+            };
+            for entry in paths {
+                match entry {
+                    Ok(path) if !source.is_excluded(&path) && seen.insert(path.clone()) => {
+                        found.push((idx, path));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "Unreadable path while expanding a glob.")
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The compression format whose magic bytes start `head`, if any.
+fn compression(head: &[u8]) -> Option<&'static str> {
+    const MAGICS: &[(&[u8], &str)] = &[
+        (b"\x1f\x8b", "gzip"),
+        (b"\x28\xb5\x2f\xfd", "zstd"),
+        (b"BZh", "bzip2"),
+        (b"\xfd7zXZ\x00", "xz"),
+        (b"\x04\x22\x4d\x18", "lz4"),
+    ];
+    MAGICS
+        .iter()
+        .find(|(magic, _)| head.starts_with(magic))
+        .map(|(_, kind)| *kind)
+}
+
+/// Wakes `notify` from a plain thread (the file-system watcher's callback).
+pub(crate) fn wake(notify: &Notify) {
+    notify.notify_one();
+}

@@ -1,0 +1,142 @@
+//! File-system notifications (inotify through the `notify` crate) that wake a tail task as soon
+//! as its file changes, and the scanner when files appear, move or vanish. Only a shortcut: every
+//! task and the scanner also poll every `poll_interval`, so a missed or unsupported notification
+//! (NFS, an unwatchable directory) costs latency, never data.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::Notify;
+
+/// Wakers of the tail tasks, by path; shared with the watcher's callback thread.
+type Wakers = Arc<Mutex<HashMap<PathBuf, Arc<Notify>>>>;
+
+pub struct Watch {
+    watcher: Option<notify::RecommendedWatcher>,
+    /// Directories to watch, from the include globs, with whether to watch recursively.
+    dirs: Vec<(PathBuf, RecursiveMode)>,
+    watched: HashSet<PathBuf>,
+    wakers: Wakers,
+    /// Which path each tailed file's waker is filed under.
+    by_key: HashMap<(u64, u64), PathBuf>,
+    scan: Arc<Notify>,
+}
+
+impl Watch {
+    pub fn new<'a>(patterns: impl Iterator<Item = &'a String>) -> Self {
+        let wakers: Wakers = Arc::default();
+        let scan = Arc::new(Notify::new());
+        let (cb_wakers, cb_scan) = (wakers.clone(), scan.clone());
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            match event.kind {
+                EventKind::Modify(notify::event::ModifyKind::Data(_))
+                | EventKind::Modify(notify::event::ModifyKind::Any) => {}
+                EventKind::Access(_) => return,
+                _ => super::wake(&cb_scan),
+            }
+            if let Ok(wakers) = cb_wakers.lock() {
+                for path in &event.paths {
+                    if let Some(n) = wakers.get(path) {
+                        super::wake(n);
+                    }
+                }
+            }
+        });
+        let watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "File-system notifications unavailable; polling only.");
+                None
+            }
+        };
+        Watch {
+            watcher,
+            dirs: patterns.map(|p| watch_root(p)).collect(),
+            watched: HashSet::new(),
+            wakers,
+            by_key: HashMap::new(),
+            scan,
+        }
+    }
+
+    /// Notified when files may have appeared, moved or vanished.
+    pub fn scan_wake(&self) -> Arc<Notify> {
+        self.scan.clone()
+    }
+
+    /// Starts watching directories that exist now and were not watched yet.
+    pub fn refresh(&mut self) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        for (dir, mode) in &self.dirs {
+            if !self.watched.contains(dir) && dir.is_dir() && watcher.watch(dir, *mode).is_ok() {
+                self.watched.insert(dir.clone());
+            }
+        }
+    }
+
+    /// The waker of the tail task of the file `key`, found at `path`.
+    pub fn waker(&mut self, key: (u64, u64), path: &Path) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
+        if let Ok(mut wakers) = self.wakers.lock() {
+            wakers.insert(path.to_path_buf(), notify.clone());
+        }
+        self.by_key.insert(key, path.to_path_buf());
+        notify
+    }
+
+    /// The tail task of `key` has ended.
+    pub fn forget(&mut self, key: (u64, u64)) {
+        if let Some(path) = self.by_key.remove(&key) {
+            if let Ok(mut wakers) = self.wakers.lock() {
+                wakers.remove(&path);
+            }
+        }
+    }
+}
+
+/// The directory to watch for a glob: its longest prefix without glob characters; recursive when
+/// the glob has more than one component after it.
+fn watch_root(pattern: &str) -> (PathBuf, RecursiveMode) {
+    let mut root = PathBuf::new();
+    let mut components = Path::new(pattern).components().peekable();
+    while let Some(c) = components.next() {
+        let s = c.as_os_str().to_string_lossy();
+        if s.contains(['*', '?', '[', '{']) || components.peek().is_none() {
+            let deeper = components.peek().is_some();
+            let mode = if deeper {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
+            return (root, mode);
+        }
+        root.push(c);
+    }
+    (root, RecursiveMode::NonRecursive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_root_stops_at_the_first_glob_component() {
+        assert_eq!(
+            watch_root("/var/log/app/*.jsonl"),
+            (PathBuf::from("/var/log/app"), RecursiveMode::NonRecursive)
+        );
+        assert_eq!(
+            watch_root("/var/log/*/x.jsonl"),
+            (PathBuf::from("/var/log"), RecursiveMode::Recursive)
+        );
+        assert_eq!(
+            watch_root("/var/log/app.jsonl"),
+            (PathBuf::from("/var/log"), RecursiveMode::NonRecursive)
+        );
+    }
+}
