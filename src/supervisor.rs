@@ -8,7 +8,7 @@
 //! committed with the rows say exactly where to resume.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,7 +23,7 @@ use crate::actors::writer::{run_committer, RetryPolicy, Writer};
 use crate::actors::{start_on, StageGuard, Window};
 use crate::config::Config;
 use crate::db::{self, Store};
-use crate::messages::{Drained, Shutdown, StageFailed};
+use crate::messages::{Drained, Shutdown, Stage, StageFailed};
 use crate::parse::ParseSettings;
 use crate::tail::{StoredPosition, TailSettings, Tailer, LINE_BATCH_MAX_BYTES};
 
@@ -36,8 +36,8 @@ pub const EXIT_FAILURE: i32 = 1;
 pub struct Faults {
     /// Panic the parser on its Nth batch.
     pub parser_panic_on_batch: Option<u64>,
-    /// Make this many commits fail permanently.
-    pub failed_commits: u32,
+    /// Make this many commits fail permanently (counted across restarts).
+    pub failed_commits: Arc<AtomicU32>,
 }
 
 impl Faults {
@@ -52,7 +52,9 @@ impl Faults {
         for item in spec.split(',').filter(|s| !s.is_empty()) {
             match item.split_once('=') {
                 Some(("parser_panic_on_batch", n)) => faults.parser_panic_on_batch = n.parse().ok(),
-                Some(("failed_commits", n)) => faults.failed_commits = n.parse().unwrap_or(0),
+                Some(("failed_commits", n)) => {
+                    faults.failed_commits = Arc::new(AtomicU32::new(n.parse().unwrap_or(0)))
+                }
                 _ => tracing::warn!(item, "Unknown fault ignored."),
             }
         }
@@ -101,9 +103,12 @@ impl Supervisor {
         let generation = self.generation;
         let config = self.config.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            let mut store = db::open(&config.database)?;
-            let positions = store.load_positions(&config.agent.host)?;
-            Ok::<_, db::DbError>((store, positions))
+            let mut stores = Vec::with_capacity(config.database.writers);
+            for _ in 0..config.database.writers.max(1) {
+                stores.push(db::open(&config.database)?);
+            }
+            let positions = stores[0].load_positions(&config.agent.host)?;
+            Ok::<_, db::DbError>((stores, positions))
         });
         ctx.wait(opened.into_actor(self).map(move |opened, act, ctx| {
             if act.shutting_down && act.pipeline.is_none() {
@@ -111,7 +116,7 @@ impl Supervisor {
                 return;
             }
             match opened {
-                Ok(Ok((store, positions))) => act.build(ctx, generation, store, positions),
+                Ok(Ok((stores, positions))) => act.build(ctx, generation, stores, positions),
                 Ok(Err(e)) if generation == 1 => {
                     tracing::error!(error = %e, "Cannot start.");
                     act.exit(ctx, EXIT_FAILURE);
@@ -129,15 +134,15 @@ impl Supervisor {
         &mut self,
         ctx: &mut Context<Self>,
         generation: u64,
-        store: Box<dyn Store>,
+        stores: Vec<Box<dyn Store>>,
         positions: Vec<StoredPosition>,
     ) {
         let c = &self.config;
         let cap = c.pipeline.mailbox_capacity;
-        let faults = if generation == 1 {
-            self.faults.clone()
+        let parser_panic_on_batch = if generation == 1 {
+            self.faults.parser_panic_on_batch
         } else {
-            Faults::default()
+            None
         };
         let me = ctx.address();
         let guard = |stage| StageGuard::new(generation, stage, me.clone().recipient());
@@ -148,29 +153,35 @@ impl Supervisor {
         let (alive_tx, committer_alive) = mpsc::channel(1);
 
         // Writer side first, so that every later stage has somewhere to send.
-        let (jobs_tx, jobs_rx) = mpsc::channel(1);
         let retry = RetryPolicy {
             initial_backoff: c.database.retry_initial_backoff,
             max_backoff: c.database.retry_max_backoff,
         };
-        writer_arbiter.spawn(run_committer(
-            store,
-            jobs_rx,
-            c.agent.host.as_str().into(),
-            retry,
-            commit_cancel.clone(),
-            guard(crate::messages::Stage::Writer),
-            faults.failed_commits,
-            alive_tx,
-        ));
+        let host: Arc<str> = c.agent.host.as_str().into();
+        let mut committers = Vec::with_capacity(stores.len());
+        for store in stores {
+            let (jobs_tx, jobs_rx) = mpsc::channel(1);
+            writer_arbiter.spawn(run_committer(
+                store,
+                jobs_rx,
+                host.clone(),
+                retry.clone(),
+                commit_cancel.clone(),
+                guard(Stage::Writer),
+                self.faults.failed_commits.clone(),
+                alive_tx.clone(),
+            ));
+            committers.push(jobs_tx);
+        }
+        drop(alive_tx);
         let writer = start_on(
             &writer_arbiter.handle(),
             cap,
             Writer::new(
                 c.pipeline.batch_rows,
                 c.pipeline.flush_interval,
-                jobs_tx,
-                guard(crate::messages::Stage::Writer),
+                committers,
+                guard(Stage::Writer),
             ),
         );
         let parser = start_on(
@@ -181,8 +192,8 @@ impl Supervisor {
                 c.parse.max_line_bytes,
                 Window::new(writer.clone().recipient(), cap, "writer"),
                 writer.recipient(),
-                guard(crate::messages::Stage::Parser),
-                faults.parser_panic_on_batch,
+                guard(Stage::Parser),
+                parser_panic_on_batch,
             ),
         );
         let (bridge_tx, bridge_rx) = mpsc::channel(c.pipeline.channel_capacity);
@@ -194,7 +205,7 @@ impl Supervisor {
                 Window::new(parser.clone().recipient(), cap, "parser"),
                 parser.recipient(),
                 me.clone().recipient(),
-                guard(crate::messages::Stage::Reader),
+                guard(Stage::Reader),
             ),
         );
         let settings = TailSettings {

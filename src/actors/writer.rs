@@ -6,7 +6,7 @@
 //! errors with exponential backoff (holding the batch: nothing is dropped, and positions only
 //! move when a commit succeeds) and reports a permanent failure to the supervisor.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::StageGuard;
 use crate::db::{DbError, Store};
 use crate::messages::{Flush, Records, StageGone};
-use crate::record::RecordBatch;
+use crate::record::{DeadLetter, RecordBatch};
 
 /// How the committer retries transient database errors.
 #[derive(Debug, Clone)]
@@ -41,9 +41,10 @@ pub struct Writer {
     /// Bumped each time the pending transaction is handed over; a flush timer armed for an
     /// earlier one does nothing.
     epoch: u64,
-    /// The committer's queue (capacity 1). Dropped when the actor stops: the committer then
-    /// finishes what it holds and ends.
-    committer: mpsc::Sender<CommitJob>,
+    /// The committers' queues (capacity 1 each): one per database connection. A file always goes
+    /// to the same committer (by its id), so its batches commit in order. Dropped when the actor
+    /// stops: the committers then finish what they hold and end.
+    committers: Vec<mpsc::Sender<CommitJob>>,
     guard: StageGuard,
 }
 
@@ -51,7 +52,7 @@ impl Writer {
     pub fn new(
         batch_rows: usize,
         flush_interval: Duration,
-        committer: mpsc::Sender<CommitJob>,
+        committers: Vec<mpsc::Sender<CommitJob>>,
         guard: StageGuard,
     ) -> Self {
         Writer {
@@ -60,7 +61,7 @@ impl Writer {
             pending: Vec::new(),
             pending_rows: 0,
             epoch: 0,
-            committer,
+            committers,
             guard,
         }
     }
@@ -73,18 +74,29 @@ impl Writer {
         }
         self.epoch += 1;
         self.pending_rows = 0;
-        let job = CommitJob::Commit(std::mem::take(&mut self.pending));
-        let committer = self.committer.clone();
-        ctx.wait(
-            async move { committer.send(job).await }
-                .into_actor(self)
-                .map(|sent, act, ctx| {
-                    if sent.is_err() {
-                        act.guard.fail("committer is gone".into());
-                        ctx.stop();
-                    }
-                }),
-        );
+        let n = self.committers.len().max(1);
+        let mut jobs: Vec<Vec<RecordBatch>> = (0..n).map(|_| Vec::new()).collect();
+        for batch in self.pending.drain(..) {
+            jobs[(batch.position.file.id as u64 % n as u64) as usize].push(batch);
+        }
+        let committers = self.committers.clone();
+        let sends = async move {
+            for (committer, job) in committers.iter().zip(jobs) {
+                if !job.is_empty() {
+                    committer
+                        .send(CommitJob::Commit(job))
+                        .await
+                        .map_err(|_| ())?;
+                }
+            }
+            Ok::<(), ()>(())
+        };
+        ctx.wait(sends.into_actor(self).map(|sent, act, ctx| {
+            if sent.is_err() {
+                act.guard.fail("committer is gone".into());
+                ctx.stop();
+            }
+        }));
     }
 }
 
@@ -121,15 +133,18 @@ impl Handler<Flush> for Writer {
 
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
         self.hand_over(ctx);
-        let committer = self.committer.clone();
+        let committers = self.committers.clone();
         Box::pin(
             async move {
-                let (tx, rx) = oneshot::channel();
-                committer
-                    .send(CommitJob::Sync(tx))
-                    .await
-                    .map_err(|_| StageGone("committer"))?;
-                rx.await.map_err(|_| StageGone("committer"))?
+                for committer in committers {
+                    let (tx, rx) = oneshot::channel();
+                    committer
+                        .send(CommitJob::Sync(tx))
+                        .await
+                        .map_err(|_| StageGone("committer"))?;
+                    rx.await.map_err(|_| StageGone("committer"))??;
+                }
+                Ok(())
             }
             .into_actor(self)
             .map(|synced, act, _| {
@@ -152,11 +167,10 @@ pub async fn run_committer(
     retry: RetryPolicy,
     cancel: Arc<AtomicBool>,
     mut guard: StageGuard,
-    fail_commits: u32,
+    fail_commits: Arc<AtomicU32>,
     alive: mpsc::Sender<()>,
 ) {
     let mut failed: Option<String> = None;
-    let mut fail_commits = fail_commits;
     while let Some(job) = jobs.recv().await {
         match job {
             CommitJob::Sync(reply) => {
@@ -166,15 +180,22 @@ pub async fn run_committer(
                 });
             }
             CommitJob::Commit(_) if failed.is_some() => {}
-            CommitJob::Commit(batches) => {
+            CommitJob::Commit(mut batches) => {
                 let (host, retry, cancel) = (host.clone(), retry.clone(), cancel.clone());
                 let alive = alive.clone();
-                let injected = fail_commits;
-                fail_commits = fail_commits.saturating_sub(1);
+                let injected = fail_commits
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
                 let done = tokio::task::spawn_blocking(move || {
                     let started = Instant::now();
-                    let result =
-                        commit_with_retry(&mut *store, &host, &batches, &retry, &cancel, injected);
+                    let result = commit_with_retry(
+                        &mut *store,
+                        &host,
+                        &mut batches,
+                        &retry,
+                        &cancel,
+                        injected,
+                    );
                     let rows: usize = batches.iter().map(RecordBatch::rows).sum();
                     tracing::debug!(
                         rows,
@@ -208,37 +229,98 @@ pub async fn run_committer(
 }
 
 /// Commits, retrying transient errors with exponential backoff until it works, the error turns
-/// permanent, or `cancel` is set (pipeline torn down).
+/// permanent, or `cancel` is set (pipeline torn down). A permanent error caused by one line (a
+/// value the database refuses, such as `\u0000` in PostgreSQL's `jsonb`) turns that line into a
+/// dead letter, and the rest commits.
 fn commit_with_retry(
     store: &mut dyn Store,
     host: &str,
-    batches: &[RecordBatch],
+    batches: &mut [RecordBatch],
     retry: &RetryPolicy,
     cancel: &AtomicBool,
-    mut injected_failures: u32,
+    injected_failure: bool,
 ) -> Result<(), DbError> {
+    if injected_failure {
+        return Err(DbError::permanent("fault injection: commit fails"));
+    }
     let mut backoff = retry.initial_backoff;
     loop {
-        let result = if injected_failures > 0 {
-            injected_failures -= 1;
-            Err(DbError::transient("fault injection: commit fails"))
-        } else {
-            store.commit(host, batches)
-        };
-        match result {
+        let failed = match store.commit(host, batches) {
             Ok(()) => return Ok(()),
-            Err(e) if e.is_transient() && !cancel.load(Ordering::Relaxed) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Database unavailable; holding the batch and retrying.");
-                let until = Instant::now() + backoff;
-                while Instant::now() < until {
-                    if cancel.load(Ordering::Relaxed) {
-                        return Err(e);
-                    }
-                    std::thread::sleep(Duration::from_millis(20).min(backoff));
+            Err(e) => e,
+        };
+        if !failed.is_transient() {
+            match find_refused_line(store, host, batches) {
+                Ok(Some((b, r, why))) => {
+                    let batch = &mut batches[b];
+                    let record = batch.records.remove(r);
+                    tracing::warn!(offset = record.offset, reason = %why, "The database refuses a line; storing it as a dead letter.");
+                    batch.dead_letters.push(DeadLetter {
+                        offset: record.offset,
+                        line_bytes: u64::from(record.line.end - record.line.start),
+                        raw: record.line,
+                        reason: format!("refused by the database: {why}"),
+                    });
+                    continue;
                 }
-                backoff = (backoff * 2).min(retry.max_backoff);
+                Ok(None) => return Err(failed),
+                Err(e) if !e.is_transient() => return Err(failed),
+                Err(_) => {} // the database went away meanwhile: retry below
             }
-            Err(e) => return Err(e),
         }
+        if cancel.load(Ordering::Relaxed) {
+            return Err(failed);
+        }
+        tracing::warn!(error = %failed, retry_in_ms = backoff.as_millis() as u64, "Database unavailable; holding the batch and retrying.");
+        let until = Instant::now() + backoff;
+        while Instant::now() < until {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(failed);
+            }
+            std::thread::sleep(Duration::from_millis(20).min(backoff));
+        }
+        backoff = (backoff * 2).min(retry.max_backoff);
     }
+}
+
+/// Finds, by bisection with rolled-back trial writes, one record that the database refuses on its
+/// own: `(batch index, record index, the database's reason)`. `None` when no single record is
+/// to blame.
+fn find_refused_line(
+    store: &mut dyn Store,
+    host: &str,
+    batches: &[RecordBatch],
+) -> Result<Option<(usize, usize, DbError)>, DbError> {
+    let subset = |batch: &RecordBatch, r: std::ops::Range<usize>| RecordBatch {
+        buf: batch.buf.clone(),
+        records: batch.records[r].to_vec(),
+        dead_letters: Vec::new(),
+        empty_lines: 0,
+        position: batch.position.clone(),
+    };
+    for (b, batch) in batches.iter().enumerate() {
+        match store.probe(host, std::slice::from_ref(batch)) {
+            Ok(()) => continue,
+            Err(e) if e.is_transient() => return Err(e),
+            Err(_) => {}
+        }
+        let (mut lo, mut hi) = (0, batch.records.len());
+        if hi == 0 {
+            return Ok(None);
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            match store.probe(host, &[subset(batch, lo..mid)]) {
+                Ok(()) => lo = mid,
+                Err(e) if e.is_transient() => return Err(e),
+                Err(_) => hi = mid,
+            }
+        }
+        return match store.probe(host, &[subset(batch, lo..lo + 1)]) {
+            Err(e) if !e.is_transient() => Ok(Some((b, lo, e))),
+            Err(e) => Err(e),
+            Ok(()) => Ok(None),
+        };
+    }
+    Ok(None)
 }

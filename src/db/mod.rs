@@ -66,6 +66,13 @@ pub trait Store: Send {
     /// # Errors
     /// When the transaction did not commit; nothing of it is stored then.
     fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError>;
+
+    /// Writes `batches` as [`Store::commit`] would, then rolls back: tells whether the database
+    /// accepts them, without storing anything. Used to find the one line a database refuses.
+    ///
+    /// # Errors
+    /// The error the commit would have met.
+    fn probe(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError>;
 }
 
 /// Connects to the configured database and applies pending migrations.

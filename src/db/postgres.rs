@@ -213,74 +213,101 @@ impl Store for PgStore {
 
     fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
         let now = Utc::now();
-        let result = self.conn()?.transaction(|conn| {
-            let mut events = Vec::with_capacity(batches.iter().map(|b| b.records.len()).sum());
-            let mut dead = Vec::new();
-            for batch in batches {
-                let source = &*batch.position.file.source;
-                let file_id = batch.position.file.id;
-                events.extend(batch.records.iter().map(|r| NewEvent {
-                    host,
-                    source,
-                    file_id,
-                    file_offset: r.offset as i64,
-                    ts: r.ts_micros.and_then(DateTime::from_timestamp_micros),
-                    level: r.level.as_ref().map(|t| t.get(&batch.buf)),
-                    message: r.message.as_ref().map(|t| t.get(&batch.buf)),
-                    fields: RawJson(batch.str(&r.line)),
-                    ingested_at: now,
-                }));
-                dead.extend(batch.dead_letters.iter().map(|d| NewDeadLetter {
-                    host,
-                    source,
-                    file_id,
-                    file_offset: d.offset as i64,
-                    raw: batch.bytes(&d.raw),
-                    line_bytes: d.line_bytes as i64,
-                    error: &d.reason,
-                    ingested_at: now,
-                }));
-            }
-            if !events.is_empty() {
-                diesel::copy_from(log_events::table)
-                    .from_insertable(&events)
-                    .execute(conn)?;
-            }
-            for chunk in dead.chunks(DEAD_LETTERS_PER_INSERT) {
-                diesel::insert_into(dead_letters::table)
-                    .values(chunk)
-                    .execute(conn)?;
-            }
-            for p in final_positions(batches) {
-                let row = FileRow {
-                    id: p.file.id,
-                    host,
-                    source: &p.file.source,
-                    path: &p.path,
-                    dev: p.identity.dev as i64,
-                    inode: p.identity.inode as i64,
-                    fingerprint_len: p.identity.fingerprint_len as i32,
-                    fingerprint: p.identity.fingerprint as i64,
-                    committed_offset: p.offset as i64,
-                    updated_at: now,
-                };
-                diesel::insert_into(files::table)
-                    .values(&row)
-                    .on_conflict(files::id)
-                    .do_update()
-                    .set(&row)
-                    .execute(conn)?;
-            }
-            Ok(())
-        });
+        let result = self
+            .conn()?
+            .transaction(|conn| write(conn, host, batches, now));
         result.map_err(|e| self.failed("commit failed", e))
     }
+
+    fn probe(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
+        let now = Utc::now();
+        let tried = self.conn()?.transaction(|conn| {
+            write(conn, host, batches, now)?;
+            Err::<(), _>(DieselError::RollbackTransaction)
+        });
+        match tried {
+            Ok(()) | Err(DieselError::RollbackTransaction) => Ok(()),
+            Err(e) => Err(self.failed("", e)),
+        }
+    }
+}
+
+/// Copies the rows and inserts the dead letters and positions of `batches` (inside the caller's
+/// transaction).
+fn write(
+    conn: &mut PgConnection,
+    host: &str,
+    batches: &[RecordBatch],
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let mut events = Vec::with_capacity(batches.iter().map(|b| b.records.len()).sum());
+    let mut dead = Vec::new();
+    for batch in batches {
+        let source = &*batch.position.file.source;
+        let file_id = batch.position.file.id;
+        events.extend(batch.records.iter().map(|r| NewEvent {
+            host,
+            source,
+            file_id,
+            file_offset: r.offset as i64,
+            ts: r.ts_micros.and_then(DateTime::from_timestamp_micros),
+            level: r.level.as_ref().map(|t| t.get(&batch.buf)),
+            message: r.message.as_ref().map(|t| t.get(&batch.buf)),
+            fields: RawJson(batch.str(&r.line)),
+            ingested_at: now,
+        }));
+        dead.extend(batch.dead_letters.iter().map(|d| NewDeadLetter {
+            host,
+            source,
+            file_id,
+            file_offset: d.offset as i64,
+            raw: batch.bytes(&d.raw),
+            line_bytes: d.line_bytes as i64,
+            error: &d.reason,
+            ingested_at: now,
+        }));
+    }
+    if !events.is_empty() {
+        diesel::copy_from(log_events::table)
+            .from_insertable(&events)
+            .execute(conn)?;
+    }
+    for chunk in dead.chunks(DEAD_LETTERS_PER_INSERT) {
+        diesel::insert_into(dead_letters::table)
+            .values(chunk)
+            .execute(conn)?;
+    }
+    for p in final_positions(batches) {
+        let row = FileRow {
+            id: p.file.id,
+            host,
+            source: &p.file.source,
+            path: &p.path,
+            dev: p.identity.dev as i64,
+            inode: p.identity.inode as i64,
+            fingerprint_len: p.identity.fingerprint_len as i32,
+            fingerprint: p.identity.fingerprint as i64,
+            committed_offset: p.offset as i64,
+            updated_at: now,
+        };
+        diesel::insert_into(files::table)
+            .values(&row)
+            .on_conflict(files::id)
+            .do_update()
+            .set(&row)
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 /// Transient: the connection failed or the server is going away or restarting, or a
 /// serialization race. Permanent: the server refused the data itself.
 fn classify(context: &str, e: DieselError) -> DbError {
-    let message = redact(&format!("{context}: {e}"));
+    let message = if context.is_empty() {
+        redact(&e.to_string())
+    } else {
+        redact(&format!("{context}: {e}"))
+    };
     match &e {
         DieselError::DatabaseError(kind, info) => match kind {
             DatabaseErrorKind::SerializationFailure

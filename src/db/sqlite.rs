@@ -161,80 +161,103 @@ impl Store for SqliteStore {
 
     fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
         let now = format_timestamp_micros(super::now_micros());
-        let now = now.as_str();
         self.conn
-            .immediate_transaction(|conn| {
-                for batch in batches {
-                    let source = &*batch.position.file.source;
-                    let file_id = batch.position.file.id;
-                    let events: Vec<NewEvent<'_>> = batch
-                        .records
-                        .iter()
-                        .map(|r| NewEvent {
-                            host,
-                            source,
-                            file_id,
-                            file_offset: r.offset as i64,
-                            ts: r.ts_micros.map(format_timestamp_micros),
-                            level: r.level.as_ref().map(|t| t.get(&batch.buf)),
-                            message: r.message.as_ref().map(|t| t.get(&batch.buf)),
-                            fields: batch.str(&r.line),
-                            ingested_at: now,
-                        })
-                        .collect();
-                    diesel::insert_into(log_events::table)
-                        .values(&events)
-                        .execute(conn)?;
-                    if !batch.dead_letters.is_empty() {
-                        let dead: Vec<NewDeadLetter<'_>> = batch
-                            .dead_letters
-                            .iter()
-                            .map(|d| NewDeadLetter {
-                                host,
-                                source,
-                                file_id,
-                                file_offset: d.offset as i64,
-                                raw: batch.bytes(&d.raw),
-                                line_bytes: d.line_bytes as i64,
-                                error: &d.reason,
-                                ingested_at: now,
-                            })
-                            .collect();
-                        diesel::insert_into(dead_letters::table)
-                            .values(&dead)
-                            .execute(conn)?;
-                    }
-                }
-                for p in final_positions(batches) {
-                    let row = FileRow {
-                        id: p.file.id,
-                        host,
-                        source: &p.file.source,
-                        path: &p.path,
-                        dev: p.identity.dev as i64,
-                        inode: p.identity.inode as i64,
-                        fingerprint_len: p.identity.fingerprint_len as i32,
-                        fingerprint: p.identity.fingerprint as i64,
-                        committed_offset: p.offset as i64,
-                        updated_at: now,
-                    };
-                    diesel::insert_into(files::table)
-                        .values(&row)
-                        .on_conflict(files::id)
-                        .do_update()
-                        .set(&row)
-                        .execute(conn)?;
-                }
-                Ok(())
-            })
+            .immediate_transaction(|conn| write(conn, host, batches, &now))
             .map_err(|e| classify("commit failed", e))
     }
+
+    fn probe(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
+        let now = format_timestamp_micros(super::now_micros());
+        let tried = self.conn.transaction(|conn| {
+            write(conn, host, batches, &now)?;
+            Err::<(), _>(DieselError::RollbackTransaction)
+        });
+        match tried {
+            Ok(()) | Err(DieselError::RollbackTransaction) => Ok(()),
+            Err(e) => Err(classify("", e)),
+        }
+    }
+}
+
+/// Inserts the rows, dead letters and positions of `batches` (inside the caller's transaction).
+fn write(
+    conn: &mut SqliteConnection,
+    host: &str,
+    batches: &[RecordBatch],
+    now: &str,
+) -> QueryResult<()> {
+    for batch in batches {
+        let source = &*batch.position.file.source;
+        let file_id = batch.position.file.id;
+        let events: Vec<NewEvent<'_>> = batch
+            .records
+            .iter()
+            .map(|r| NewEvent {
+                host,
+                source,
+                file_id,
+                file_offset: r.offset as i64,
+                ts: r.ts_micros.map(format_timestamp_micros),
+                level: r.level.as_ref().map(|t| t.get(&batch.buf)),
+                message: r.message.as_ref().map(|t| t.get(&batch.buf)),
+                fields: batch.str(&r.line),
+                ingested_at: now,
+            })
+            .collect();
+        diesel::insert_into(log_events::table)
+            .values(&events)
+            .execute(conn)?;
+        if !batch.dead_letters.is_empty() {
+            let dead: Vec<NewDeadLetter<'_>> = batch
+                .dead_letters
+                .iter()
+                .map(|d| NewDeadLetter {
+                    host,
+                    source,
+                    file_id,
+                    file_offset: d.offset as i64,
+                    raw: batch.bytes(&d.raw),
+                    line_bytes: d.line_bytes as i64,
+                    error: &d.reason,
+                    ingested_at: now,
+                })
+                .collect();
+            diesel::insert_into(dead_letters::table)
+                .values(&dead)
+                .execute(conn)?;
+        }
+    }
+    for p in final_positions(batches) {
+        let row = FileRow {
+            id: p.file.id,
+            host,
+            source: &p.file.source,
+            path: &p.path,
+            dev: p.identity.dev as i64,
+            inode: p.identity.inode as i64,
+            fingerprint_len: p.identity.fingerprint_len as i32,
+            fingerprint: p.identity.fingerprint as i64,
+            committed_offset: p.offset as i64,
+            updated_at: now,
+        };
+        diesel::insert_into(files::table)
+            .values(&row)
+            .on_conflict(files::id)
+            .do_update()
+            .set(&row)
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 /// Sorts a diesel error into transient (locked, busy, read-only, I/O, full: the database may
 /// recover) or permanent (the rows themselves are refused).
 fn classify(context: &str, e: DieselError) -> DbError {
-    let message = format!("{context}: {e}");
+    let message = if context.is_empty() {
+        e.to_string()
+    } else {
+        format!("{context}: {e}")
+    };
     match e {
         DieselError::DatabaseError(
             DatabaseErrorKind::UniqueViolation
