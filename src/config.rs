@@ -117,15 +117,15 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 1_048_576;
 /// present in the object (RFC 3339, epoch seconds or epoch milliseconds).
 ///
 /// When none is present or parseable, `ts` is NULL; the line is still stored.
-pub const DEFAULT_TIMESTAMP_FIELDS: &[&str] = &["timestamp", "@timestamp", "ts", "time", "t"];
+pub const DEFAULT_TIMESTAMP_FIELDS: &[&str] = crate::parse::DEFAULT_TIMESTAMP_FIELDS;
 
 /// Default `parse.level_fields`: the level comes from the first of these fields present,
 /// lower-cased. When none is present, `level` is NULL.
-pub const DEFAULT_LEVEL_FIELDS: &[&str] = &["level", "severity", "lvl", "log.level"];
+pub const DEFAULT_LEVEL_FIELDS: &[&str] = crate::parse::DEFAULT_LEVEL_FIELDS;
 
 /// Default `parse.message_fields`: the message comes from the first of these fields present.
 /// When none is present, `message` is NULL.
-pub const DEFAULT_MESSAGE_FIELDS: &[&str] = &["message", "msg", "log"];
+pub const DEFAULT_MESSAGE_FIELDS: &[&str] = crate::parse::DEFAULT_MESSAGE_FIELDS;
 
 /// Default `shutdown.drain_timeout_ms`: how long a graceful stop waits for queued batches to
 /// be committed.

@@ -90,6 +90,11 @@ impl Text {
     /// Turns a value borrowed from `line` (which starts at `line_start` in the buffer) into a
     /// `Text` without copying when it is a plain slice of the line.
     pub fn from_cow(value: Cow<'_, str>, line: &[u8], line_start: u32) -> Text {
+        /// The parser's canonical level names (`Cow::Borrowed` of `'static` strings).
+        const CANONICAL: &[&str] = &["trace", "debug", "info", "warn", "error", "fatal"];
+        if let Some(name) = CANONICAL.iter().find(|c| **c == value) {
+            return Text::Static(name);
+        }
         match value {
             Cow::Borrowed(s) => {
                 let base = line.as_ptr() as usize;

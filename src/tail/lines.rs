@@ -49,6 +49,9 @@ pub struct LineSplitter {
     /// The pending line's bytes, at most `max_line_bytes + 1` of them (one more than the limit, so
     /// a final `\r` can still be dropped from a line exactly at the limit).
     partial: Vec<u8>,
+    /// The last byte of the pending line seen so far (a `\r` there is dropped if `\n` follows),
+    /// kept even when the line is too long to keep its bytes.
+    last: Option<u8>,
 }
 
 impl LineSplitter {
@@ -59,6 +62,7 @@ impl LineSplitter {
             line_start: offset,
             line_len: 0,
             partial: Vec::new(),
+            last: None,
         }
     }
 
@@ -78,11 +82,11 @@ impl LineSplitter {
             let segment = &chunk[..i];
             if self.line_len == 0 {
                 // Fast path: the whole line is inside this chunk.
-                self.finish(segment, segment.len() as u64, out);
+                self.finish(segment, segment.len() as u64, segment.last().copied(), out);
             } else {
                 self.append(segment);
                 let pending = std::mem::take(&mut self.partial);
-                self.finish(&pending, self.line_len, out);
+                self.finish(&pending, self.line_len, self.last, out);
                 self.partial = pending;
                 self.partial.clear();
             }
@@ -96,10 +100,13 @@ impl LineSplitter {
         self.partial
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
         self.line_len += bytes.len() as u64;
+        if let Some(&b) = bytes.last() {
+            self.last = Some(b);
+        }
     }
 
     /// Ends the current line: `kept` holds its first bytes, `full_len` is its length before `\n`.
-    fn finish(&mut self, kept: &[u8], full_len: u64, out: &mut LinesOut) {
+    fn finish(&mut self, kept: &[u8], full_len: u64, last: Option<u8>, out: &mut LinesOut) {
         let mut offset = self.line_start;
         let mut line = kept;
         let mut len = full_len;
@@ -108,8 +115,10 @@ impl LineSplitter {
             len -= BOM.len() as u64;
             offset = BOM.len() as u64;
         }
-        if len as usize == line.len() && line.last() == Some(&b'\r') {
-            line = &line[..line.len() - 1];
+        if last == Some(b'\r') && len > 0 {
+            if len as usize == line.len() {
+                line = &line[..line.len() - 1];
+            }
             len -= 1;
         }
         if len == 0 {
@@ -125,6 +134,7 @@ impl LineSplitter {
         }
         self.line_start += full_len + 1;
         self.line_len = 0;
+        self.last = None;
     }
 }
 
