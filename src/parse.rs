@@ -1178,6 +1178,13 @@ pub fn find_jsonb_incompatible_escape(json: &str) -> Option<usize> {
     None
 }
 
+impl ParseSettings {
+    /// The settings of a `[parse]` config table.
+    pub fn from_config(c: &crate::config::ParseConfig) -> Self {
+        ParseSettings::from_names(&c.timestamp_fields, &c.level_fields, &c.message_fields)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2478,12 +2485,5 @@ mod tests {
                 f.level.is_some() || f.msg.is_some()
             });
         }
-    }
-}
-
-impl ParseSettings {
-    /// The settings of a `[parse]` config table.
-    pub fn from_config(c: &crate::config::ParseConfig) -> Self {
-        ParseSettings::from_names(&c.timestamp_fields, &c.level_fields, &c.message_fields)
     }
 }

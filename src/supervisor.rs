@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actors::parser::Parser;
 use crate::actors::reader::Reader;
-use crate::actors::writer::{run_committer, RetryPolicy, Writer};
+use crate::actors::writer::{run_committer, CommitterShared, RetryPolicy, Writer};
 use crate::actors::{start_on, StageGuard, Window};
 use crate::config::Config;
 use crate::db::{self, Store};
@@ -157,23 +157,25 @@ impl Supervisor {
             initial_backoff: c.database.retry_initial_backoff,
             max_backoff: c.database.retry_max_backoff,
         };
-        let host: Arc<str> = c.agent.host.as_str().into();
+        let shared = CommitterShared {
+            host: c.agent.host.as_str().into(),
+            retry,
+            cancel: commit_cancel.clone(),
+            fail_commits: self.faults.failed_commits.clone(),
+            alive: alive_tx,
+        };
         let mut committers = Vec::with_capacity(stores.len());
         for store in stores {
             let (jobs_tx, jobs_rx) = mpsc::channel(1);
             writer_arbiter.spawn(run_committer(
                 store,
                 jobs_rx,
-                host.clone(),
-                retry.clone(),
-                commit_cancel.clone(),
+                shared.clone(),
                 guard(Stage::Writer),
-                self.faults.failed_commits.clone(),
-                alive_tx.clone(),
             ));
             committers.push(jobs_tx);
         }
-        drop(alive_tx);
+        drop(shared);
         let writer = start_on(
             &writer_arbiter.handle(),
             cap,

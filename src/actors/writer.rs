@@ -157,19 +157,35 @@ impl Handler<Flush> for Writer {
     }
 }
 
+/// What a committer shares with the other committers of its pipeline.
+#[derive(Clone)]
+pub struct CommitterShared {
+    pub host: Arc<str>,
+    pub retry: RetryPolicy,
+    /// Set when the pipeline is torn down: stop retrying.
+    pub cancel: Arc<AtomicBool>,
+    /// Test hook: commits left to fail on purpose.
+    pub fail_commits: Arc<AtomicU32>,
+    /// Held by every committer and every commit in progress; when all are dropped, the
+    /// supervisor knows no commit of this pipeline can still land.
+    pub alive: mpsc::Sender<()>,
+}
+
 /// The committer: owns the store, commits jobs in order on a blocking thread. Ends when the
-/// writer drops its sender; the store (and `alive`) are dropped then, which is how the supervisor
-/// knows no commit of this pipeline can still land.
+/// writer drops its sender; the store (and `alive`) are dropped then.
 pub async fn run_committer(
     mut store: Box<dyn Store>,
     mut jobs: mpsc::Receiver<CommitJob>,
-    host: Arc<str>,
-    retry: RetryPolicy,
-    cancel: Arc<AtomicBool>,
+    shared: CommitterShared,
     mut guard: StageGuard,
-    fail_commits: Arc<AtomicU32>,
-    alive: mpsc::Sender<()>,
 ) {
+    let CommitterShared {
+        host,
+        retry,
+        cancel,
+        fail_commits,
+        alive,
+    } = shared;
     let mut failed: Option<String> = None;
     while let Some(job) = jobs.recv().await {
         match job {

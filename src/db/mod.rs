@@ -11,7 +11,7 @@ pub mod sqlite;
 use std::collections::HashMap;
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
-use crate::record::{FilePosition, RecordBatch};
+use crate::record::{FileIdentity, FilePosition, RecordBatch};
 use crate::tail::StoredPosition;
 
 /// Whether trying again can help.
@@ -98,6 +98,36 @@ pub fn check_reachable(config: &DatabaseConfig) -> Result<(), DbError> {
     match &config.url {
         DatabaseUrl::Sqlite { path } => sqlite::check_reachable(path),
         DatabaseUrl::Postgres { url } => postgres::check_reachable(url),
+    }
+}
+
+/// A row of `files` as both backends read it back.
+#[derive(diesel::Queryable)]
+pub struct PositionRow {
+    pub id: i64,
+    pub source: String,
+    pub path: String,
+    pub dev: i64,
+    pub inode: i64,
+    pub fingerprint_len: i32,
+    pub fingerprint: i64,
+    pub committed_offset: i64,
+}
+
+impl From<PositionRow> for StoredPosition {
+    fn from(r: PositionRow) -> Self {
+        StoredPosition {
+            file_id: r.id,
+            source: r.source,
+            path: r.path,
+            identity: FileIdentity {
+                dev: r.dev as u64,
+                inode: r.inode as u64,
+                fingerprint_len: r.fingerprint_len as u32,
+                fingerprint: r.fingerprint as u64,
+            },
+            offset: r.committed_offset as u64,
+        }
     }
 }
 

@@ -17,9 +17,9 @@ use diesel::sql_types::Jsonb;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::schema::postgres::{dead_letters, files, log_events};
-use super::{final_positions, DbError, Store};
+use super::{final_positions, DbError, PositionRow, Store};
 use crate::config::redact;
-use crate::record::{FileIdentity, RecordBatch};
+use crate::record::RecordBatch;
 use crate::tail::StoredPosition;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -177,7 +177,7 @@ pub fn check_reachable(url: &str) -> Result<(), DbError> {
 
 impl Store for PgStore {
     fn load_positions(&mut self, host: &str) -> Result<Vec<StoredPosition>, DbError> {
-        let loaded: QueryResult<Vec<(i64, String, String, i64, i64, i32, i64, i64)>> = files::table
+        let loaded: QueryResult<Vec<PositionRow>> = files::table
             .filter(files::host.eq(host))
             .order(files::updated_at.asc())
             .select((
@@ -192,23 +192,7 @@ impl Store for PgStore {
             ))
             .load(self.conn()?);
         let rows = loaded.map_err(|e| self.failed("cannot read file positions", e))?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, source, path, dev, inode, fp_len, fp, offset)| StoredPosition {
-                    file_id: id,
-                    source,
-                    path,
-                    identity: FileIdentity {
-                        dev: dev as u64,
-                        inode: inode as u64,
-                        fingerprint_len: fp_len as u32,
-                        fingerprint: fp as u64,
-                    },
-                    offset: offset as u64,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(StoredPosition::from).collect())
     }
 
     fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {

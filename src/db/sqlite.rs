@@ -12,12 +12,15 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::schema::sqlite::{dead_letters, files, log_events};
-use super::{final_positions, DbError, Store};
+use super::{final_positions, DbError, PositionRow, Store};
 use crate::parse::format_timestamp_micros;
-use crate::record::{FileIdentity, RecordBatch};
+use crate::record::RecordBatch;
 use crate::tail::StoredPosition;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Rows per multi-row INSERT: 9 columns × 3,600 stays under bundled SQLite's 32,766 variables.
+const EVENTS_PER_INSERT: usize = 3_600;
 
 pub struct SqliteStore {
     conn: SqliteConnection,
@@ -125,7 +128,7 @@ pub fn check_reachable(path: &Path) -> Result<(), DbError> {
 
 impl Store for SqliteStore {
     fn load_positions(&mut self, host: &str) -> Result<Vec<StoredPosition>, DbError> {
-        let rows: Vec<(i64, String, String, i64, i64, i32, i64, i64)> = files::table
+        let rows: Vec<PositionRow> = files::table
             .filter(files::host.eq(host))
             .order(files::updated_at.asc())
             .select((
@@ -140,23 +143,7 @@ impl Store for SqliteStore {
             ))
             .load(&mut self.conn)
             .map_err(|e| classify("cannot read file positions", e))?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, source, path, dev, inode, fp_len, fp, offset)| StoredPosition {
-                    file_id: id,
-                    source,
-                    path,
-                    identity: FileIdentity {
-                        dev: dev as u64,
-                        inode: inode as u64,
-                        fingerprint_len: fp_len as u32,
-                        fingerprint: fp as u64,
-                    },
-                    offset: offset as u64,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(StoredPosition::from).collect())
     }
 
     fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
@@ -189,24 +176,30 @@ fn write(
     for batch in batches {
         let source = &*batch.position.file.source;
         let file_id = batch.position.file.id;
-        let events: Vec<NewEvent<'_>> = batch
+        let events: Vec<_> = batch
             .records
             .iter()
-            .map(|r| NewEvent {
-                host,
-                source,
-                file_id,
-                file_offset: r.offset as i64,
-                ts: r.ts_micros.map(format_timestamp_micros),
-                level: r.level.as_ref().map(|t| t.get(&batch.buf)),
-                message: r.message.as_ref().map(|t| t.get(&batch.buf)),
-                fields: batch.str(&r.line),
-                ingested_at: now,
+            .map(|r| {
+                (
+                    log_events::host.eq(host),
+                    log_events::source.eq(source),
+                    log_events::file_id.eq(file_id),
+                    log_events::file_offset.eq(r.offset as i64),
+                    log_events::ts.eq(r.ts_micros.map(format_timestamp_micros)),
+                    log_events::level.eq(r.level.as_ref().map(|t| t.get(&batch.buf))),
+                    log_events::message.eq(r.message.as_ref().map(|t| t.get(&batch.buf))),
+                    log_events::fields.eq(batch.str(&r.line)),
+                    log_events::ingested_at.eq(now),
+                )
             })
             .collect();
-        diesel::insert_into(log_events::table)
-            .values(&events)
-            .execute(conn)?;
+        // One multi-row statement per chunk: diesel builds SQL per statement, not per row.
+        // Bundled SQLite allows 32,766 variables per statement (STACK.md §4).
+        for chunk in events.chunks(EVENTS_PER_INSERT) {
+            diesel::insert_into(log_events::table)
+                .values(chunk)
+                .execute(conn)?;
+        }
         if !batch.dead_letters.is_empty() {
             let dead: Vec<NewDeadLetter<'_>> = batch
                 .dead_letters

@@ -142,11 +142,10 @@ impl LineSplitter {
 mod tests {
     use super::*;
 
-    fn split_all(
-        data: &[u8],
-        chunk: usize,
-        max: usize,
-    ) -> (Vec<(u64, Vec<u8>, Option<u64>)>, u32, u64) {
+    /// (offset, bytes, too long) of each line; empty lines; the boundary.
+    type Split = (Vec<(u64, Vec<u8>, Option<u64>)>, u32, u64);
+
+    fn split_all(data: &[u8], chunk: usize, max: usize) -> Split {
         let mut s = LineSplitter::new(0, max);
         let mut out = LinesOut::default();
         for c in data.chunks(chunk.max(1)) {
