@@ -280,12 +280,12 @@ fn expected_for(path: &str) -> Option<String> {
         return Some(key.expected());
     }
     let what = match path {
-        "database" | "agent" | "pipeline" | "parse" | "shutdown" | "supervisor" | "sources[]" => {
-            "a table"
-        }
+        "database" | "agent" | "pipeline" | "parse" | "shutdown" | "supervisor" | "metrics"
+        | "sources[]" => "a table",
         "sources" => "an array of tables ([[sources]])",
         "database.url" => "a database URL string",
         "agent.host" | "sources[].name" => "a string",
+        "metrics.listen" => "an address string such as \"127.0.0.1:9464\"",
         "sources[].include" | "sources[].exclude" => "an array of glob pattern strings",
         "sources[].include[]" | "sources[].exclude[]" => "a glob pattern string",
         "sources[].start_at" => "\"beginning\" or \"end\"",
@@ -323,6 +323,7 @@ pub struct Config {
     pub parse: ParseConfig,
     /// `[shutdown]`: how long a graceful stop may take.
     pub shutdown: ShutdownConfig,
+    pub metrics: MetricsConfig,
     /// `[supervisor]`: restarts of failed stages.
     pub supervisor: SupervisorConfig,
 }
@@ -493,6 +494,14 @@ pub struct ShutdownConfig {
     pub drain_timeout: Duration,
 }
 
+/// `[metrics]`: the Prometheus and health endpoint. Off unless `listen` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricsConfig {
+    /// `listen`: the address to serve `/metrics` and `/health` on, e.g. `127.0.0.1:9464`.
+    /// A non-loopback address exposes the endpoint to the network: only on the operator's word.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// `[supervisor]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SupervisorConfig {
@@ -642,6 +651,7 @@ fn parse(text: &str, path: PathBuf, env: Env<'_>) -> Result<Config, ConfigError>
     let parse = cx.parse(&raw.parse.map(Spanned::into_inner).unwrap_or_default())?;
     let shutdown = cx.shutdown(&raw.shutdown.map(Spanned::into_inner).unwrap_or_default())?;
     let supervisor = cx.supervisor(&raw.supervisor.map(Spanned::into_inner).unwrap_or_default())?;
+    let metrics = cx.metrics(&raw.metrics.map(Spanned::into_inner).unwrap_or_default())?;
     Ok(Config {
         path,
         base_dir,
@@ -652,6 +662,7 @@ fn parse(text: &str, path: PathBuf, env: Env<'_>) -> Result<Config, ConfigError>
         parse,
         shutdown,
         supervisor,
+        metrics,
     })
 }
 
@@ -673,6 +684,13 @@ struct RawConfig {
     parse: Sp<RawParse>,
     shutdown: Sp<RawShutdown>,
     supervisor: Sp<RawSupervisor>,
+    metrics: Sp<RawMetrics>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Sp<String>,
 }
 
 #[derive(Deserialize)]
@@ -1253,6 +1271,23 @@ impl Cx<'_> {
             names.push(name);
         }
         Ok(names)
+    }
+
+    fn metrics(&self, raw: &RawMetrics) -> Result<MetricsConfig, ConfigError> {
+        let Some(listen_raw) = raw.listen.as_ref() else {
+            return Ok(MetricsConfig::default());
+        };
+        let text = self.string(listen_raw, "metrics.listen")?;
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(addr) => Ok(MetricsConfig { listen: Some(addr) }),
+            Err(_) => Err(self.error(
+                listen_raw.span(),
+                "metrics.listen",
+                &format!(
+                    "expected an IP address and port such as \"127.0.0.1:9464\", found {text:?}"
+                ),
+            )),
+        }
     }
 
     fn shutdown(&self, raw: &RawShutdown) -> Result<ShutdownConfig, ConfigError> {

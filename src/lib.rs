@@ -8,6 +8,7 @@
 //! - [`tail`]: tokio tasks that find and read files and feed the bounded bridge.
 //! - [`actors`]: Reader → Parser → Writer actors and their bounded plumbing.
 //! - [`messages`]: every message between actors.
+//! - [`metrics`]: counters and gauges, the `/metrics` and `/health` endpoint, run progress.
 //! - [`supervisor`]: builds, restarts and drains the pipeline.
 //! - [`shutdown`]: Ctrl-C / SIGTERM → drain; a second signal → exit.
 //! - [`db`]: the SQLite and PostgreSQL stores behind one trait.
@@ -17,6 +18,7 @@ pub mod actors;
 pub mod config;
 pub mod db;
 pub mod messages;
+pub mod metrics;
 pub mod parse;
 pub mod record;
 pub mod run;

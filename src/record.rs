@@ -62,6 +62,8 @@ pub struct LineBatch {
     pub lines: Vec<LineRef>,
     /// Empty lines the batch skipped (counted, never stored).
     pub empty_lines: u32,
+    /// Bytes of the file the batch covers (from the previous batch's position to its own).
+    pub bytes: u64,
     pub position: FilePosition,
 }
 
@@ -142,6 +144,8 @@ pub struct RecordBatch {
     pub records: Vec<Record>,
     pub dead_letters: Vec<DeadLetter>,
     pub empty_lines: u32,
+    /// Bytes of the file the batch covers.
+    pub bytes: u64,
     pub position: FilePosition,
 }
 

@@ -8,6 +8,12 @@ use crate::supervisor::{Faults, Supervisor, EXIT_FAILURE};
 /// Runs the pipeline until a signal drains it (or, with `once`, until every file is read and
 /// committed). Returns the process exit code.
 pub fn run(config: Config, once: bool) -> i32 {
+    if let Some(addr) = config.metrics.listen {
+        if let Err(e) = crate::metrics::serve(addr) {
+            tracing::error!(error = %e, "Cannot serve metrics.");
+            return EXIT_FAILURE;
+        }
+    }
     let system = System::new();
     let installed = system.block_on(async move {
         let supervisor = Supervisor::new(config, once, Faults::from_env()).start();

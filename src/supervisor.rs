@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::actors::parser::Parser;
 use crate::actors::reader::Reader;
 use crate::actors::writer::{run_committer, CommitterShared, RetryPolicy, Writer};
-use crate::actors::{start_on, StageGuard, Window};
+use crate::actors::{start_on, StageGuard, Window, WindowDepth};
 use crate::config::Config;
 use crate::db::{self, Store};
 use crate::messages::{Drained, Shutdown, Stage, StageFailed};
@@ -175,6 +175,7 @@ impl Supervisor {
             ));
             committers.push(jobs_tx);
         }
+        let committer_queues: Vec<_> = committers.iter().map(mpsc::Sender::downgrade).collect();
         drop(shared);
         let writer = start_on(
             &writer_arbiter.handle(),
@@ -186,25 +187,34 @@ impl Supervisor {
                 guard(Stage::Writer),
             ),
         );
+        let to_writer = Window::new(writer.clone().recipient(), cap, "writer");
+        let writer_depth = to_writer.depth();
         let parser = start_on(
             &parser_arbiter.handle(),
             cap,
             Parser::new(
                 Arc::new(ParseSettings::from_config(&c.parse)),
                 c.parse.max_line_bytes,
-                Window::new(writer.clone().recipient(), cap, "writer"),
+                to_writer,
                 writer.recipient(),
                 guard(Stage::Parser),
                 parser_panic_on_batch,
             ),
         );
         let (bridge_tx, bridge_rx) = mpsc::channel(c.pipeline.channel_capacity);
+        let to_parser = Window::new(parser.clone().recipient(), cap, "parser");
+        reader_arbiter.spawn(sample_queues(
+            bridge_tx.downgrade(),
+            to_parser.depth(),
+            writer_depth,
+            committer_queues,
+        ));
         start_on(
             &reader_arbiter.handle(),
             cap,
             Reader::new(
                 bridge_rx,
-                Window::new(parser.clone().recipient(), cap, "parser"),
+                to_parser,
                 parser.recipient(),
                 me.clone().recipient(),
                 guard(Stage::Reader),
@@ -226,6 +236,7 @@ impl Supervisor {
             tail_cancel.clone(),
         );
         reader_arbiter.spawn(tailer.run());
+        crate::metrics::set_healthy(true);
         tracing::info!(generation, "Pipeline started.");
         self.pipeline = Some(Pipeline {
             generation,
@@ -315,6 +326,27 @@ impl Supervisor {
     }
 }
 
+/// Publishes the depth of every bounded queue of a pipeline, once a second, until the pipeline's
+/// arbiter stops. Holds only weak handles: it never keeps a stage alive.
+async fn sample_queues(
+    bridge: mpsc::WeakSender<crate::record::LineBatch>,
+    to_parser: WindowDepth,
+    to_writer: WindowDepth,
+    committers: Vec<mpsc::WeakSender<crate::actors::writer::CommitJob>>,
+) {
+    fn depth<T>(tx: Option<mpsc::Sender<T>>) -> usize {
+        tx.map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+    loop {
+        tokio::time::sleep(crate::metrics::SAMPLE_INTERVAL).await;
+        crate::metrics::queue_depth("bridge", depth(bridge.upgrade()));
+        crate::metrics::queue_depth("parser", to_parser.get());
+        crate::metrics::queue_depth("writer", to_writer.get());
+        let queued: usize = committers.iter().map(|c| depth(c.upgrade())).sum();
+        crate::metrics::queue_depth("committer", queued);
+    }
+}
+
 impl Actor for Supervisor {
     type Context = Context<Self>;
 
@@ -371,6 +403,8 @@ impl Handler<StageFailed> for Supervisor {
             return;
         }
         tracing::error!(stage = %msg.stage, reason = %msg.reason, "Stage failed.");
+        crate::metrics::set_healthy(false);
+        crate::metrics::restarted(&msg.stage.to_string());
         if self.shutting_down {
             tracing::error!("Cannot finish the drain; exiting. Uncommitted lines will be read again at the next start.");
             let down = self.tear_down();

@@ -101,6 +101,14 @@ where
         Ok(())
     }
 
+    /// A reading of how many messages are outstanding that does not keep the next stage alive.
+    pub fn depth(&self) -> WindowDepth {
+        WindowDepth {
+            permits: self.permits.clone(),
+            size: self.size,
+        }
+    }
+
     /// Waits until every outstanding message has been handled.
     ///
     /// # Errors
@@ -113,6 +121,19 @@ where
             .map_err(|_| StageGone(self.name))?;
         drop(all);
         Ok(())
+    }
+}
+
+/// Outstanding messages of a [`Window`] (for the queue-depth gauges).
+#[derive(Clone)]
+pub struct WindowDepth {
+    permits: Arc<Semaphore>,
+    size: u32,
+}
+
+impl WindowDepth {
+    pub fn get(&self) -> usize {
+        (self.size as usize).saturating_sub(self.permits.available_permits())
     }
 }
 

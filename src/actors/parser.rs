@@ -144,6 +144,7 @@ pub fn parse_batch(
         records,
         dead_letters,
         empty_lines: batch.empty_lines,
+        bytes: batch.bytes,
         position: batch.position,
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::StageGuard;
 use crate::db::{DbError, Store};
 use crate::messages::{Flush, Records, StageGone};
+use crate::metrics;
 use crate::record::{DeadLetter, RecordBatch};
 
 /// How the committer retries transient database errors.
@@ -212,12 +213,9 @@ pub async fn run_committer(
                         &cancel,
                         injected,
                     );
-                    let rows: usize = batches.iter().map(RecordBatch::rows).sum();
-                    tracing::debug!(
-                        rows,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "Committed."
-                    );
+                    if result.is_ok() {
+                        report_commit(&batches, started.elapsed());
+                    }
                     drop(alive);
                     (store, result)
                 })
@@ -242,6 +240,28 @@ pub async fn run_committer(
     if failed.is_none() {
         guard.disarm();
     }
+}
+
+/// Counts a committed transaction and the lag of its files.
+fn report_commit(batches: &[RecordBatch], elapsed: Duration) {
+    let records: usize = batches.iter().map(|b| b.records.len()).sum();
+    let reasons: Vec<&str> = batches
+        .iter()
+        .flat_map(|b| b.dead_letters.iter().map(|d| d.reason.as_str()))
+        .collect();
+    let bytes = batches.iter().map(|b| b.bytes).sum();
+    metrics::committed(records as u64, &reasons, bytes, elapsed);
+    for p in crate::db::final_positions(batches) {
+        if let Ok(m) = std::fs::metadata(&*p.path) {
+            metrics::file_lag(&p.path, m.len().saturating_sub(p.offset));
+        }
+    }
+    tracing::debug!(
+        records,
+        dead_letters = reasons.len(),
+        elapsed_ms = elapsed.as_millis() as u64,
+        "Committed."
+    );
 }
 
 /// Commits, retrying transient errors with exponential backoff until it works, the error turns
@@ -312,6 +332,7 @@ fn find_refused_line(
         records: batch.records[r].to_vec(),
         dead_letters: Vec::new(),
         empty_lines: 0,
+        bytes: 0,
         position: batch.position.clone(),
     };
     for (b, batch) in batches.iter().enumerate() {

@@ -118,7 +118,10 @@ impl FileTail {
                 }
                 if out.lines.len() >= settings.batch_lines || out.buf.len() >= settings.batch_bytes
                 {
-                    match self.send(&ctx, &mut out, &splitter, &path_str).await {
+                    match self
+                        .send(&ctx, &mut out, &splitter, sent_offset, &path_str)
+                        .await
+                    {
                         Ok(()) => sent_offset = splitter.boundary(),
                         Err(_) => break EndReason::Stopped,
                     }
@@ -127,7 +130,10 @@ impl FileTail {
             }
             // At the end of what is there now: hand over what was read.
             if splitter.boundary() > sent_offset {
-                match self.send(&ctx, &mut out, &splitter, &path_str).await {
+                match self
+                    .send(&ctx, &mut out, &splitter, sent_offset, &path_str)
+                    .await
+                {
                     Ok(()) => sent_offset = splitter.boundary(),
                     Err(_) => break EndReason::Stopped,
                 }
@@ -143,6 +149,7 @@ impl FileTail {
                         break EndReason::Failed;
                     }
                     read_offset = 0;
+                    sent_offset = 0;
                     splitter = LineSplitter::new(0, settings.max_line_bytes);
                     out = LinesOut::default();
                     self.head.clear();
@@ -192,14 +199,22 @@ impl FileTail {
         ctx: &TailTaskCtx,
         out: &mut LinesOut,
         splitter: &LineSplitter,
+        sent_offset: u64,
         path: &Arc<str>,
     ) -> Result<(), Stop> {
         let lines = std::mem::take(out);
         let offset = splitter.boundary();
+        let bytes = offset.saturating_sub(sent_offset);
+        crate::metrics::lines_read(
+            &self.meta.source,
+            lines.lines.len() + lines.empty_lines as usize,
+            bytes,
+        );
         let batch = LineBatch {
             buf: lines.buf,
             lines: lines.lines,
             empty_lines: lines.empty_lines,
+            bytes,
             position: FilePosition {
                 file: self.meta.clone(),
                 path: path.clone(),

@@ -152,6 +152,7 @@ impl Tailer {
             }
         };
         self.tailing.remove(&end.key);
+        crate::metrics::files_tailed(self.tailing.len());
         self.watch.forget(end.key);
         let len = end
             .head
@@ -283,6 +284,8 @@ impl Tailer {
             settings: self.settings.clone(),
         };
         self.tailing.insert(key);
+        crate::metrics::files_tailed(self.tailing.len());
+        crate::metrics::file_to_read(offset, meta.len());
         self.tasks.spawn(tail.run(ctx));
     }
 

@@ -1,0 +1,255 @@
+//! Telemetry (Vector's habit: one narrow interface, one function per event). Counters, gauges and
+//! histograms go through the `metrics` facade — no-ops until [`serve`] installs the Prometheus
+//! recorder (`[metrics] listen`). The endpoint answers `GET /metrics` (Prometheus text, rendered
+//! by `metrics-exporter-prometheus`) and `GET /health` (200 while the pipeline runs, 503 while a
+//! stage is failed or restarting).
+//!
+//! Progress of `run --once` (bytes to read, bytes committed) is kept in plain atomics, so that the
+//! progress display works with or without the endpoint.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Whether every stage of the pipeline is running (what `/health` reports).
+static HEALTHY: AtomicBool = AtomicBool::new(false);
+/// Bytes of the matched files that this run has to read (from each file's start position).
+pub static BYTES_TO_READ: AtomicU64 = AtomicU64::new(0);
+/// Bytes whose lines are committed in this run.
+pub static BYTES_COMMITTED: AtomicU64 = AtomicU64::new(0);
+/// Rows (records and dead letters) committed in this run.
+pub static ROWS_COMMITTED: AtomicU64 = AtomicU64::new(0);
+
+/// Upper bounds of the commit-latency histogram, in seconds.
+const COMMIT_SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How often histogram upkeep runs and queue depths are sampled.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("metrics.listen {addr}: cannot listen: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot install the metrics recorder: {0}")]
+    Install(String),
+}
+
+/// Installs the recorder and serves `/metrics` and `/health` on `addr`, on a thread of its own
+/// (so the endpoint answers while the pipeline restarts).
+///
+/// # Errors
+/// When the address cannot be bound or a recorder is already installed.
+pub fn serve(addr: SocketAddr) -> Result<SocketAddr, MetricsError> {
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| MetricsError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| MetricsError::Bind { addr, source })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| MetricsError::Bind { addr, source })?;
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("logbelt_commit_duration_seconds".into()),
+            COMMIT_SECONDS_BUCKETS,
+        )
+        .map_err(|e| MetricsError::Install(e.to_string()))?
+        .install_recorder()
+        .map_err(|e| MetricsError::Install(e.to_string()))?;
+    describe();
+    std::thread::Builder::new()
+        .name("logbelt-metrics".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "Metrics endpoint cannot start.");
+                    return;
+                }
+            };
+            runtime.block_on(accept_loop(listener, handle));
+        })
+        .map_err(|source| MetricsError::Bind { addr, source })?;
+    tracing::info!(addr = %bound, "Serving /metrics and /health.");
+    Ok(bound)
+}
+
+async fn accept_loop(listener: std::net::TcpListener, handle: PrometheusHandle) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "Metrics endpoint cannot listen.");
+            return;
+        }
+    };
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(SAMPLE_INTERVAL).await;
+            upkeep.run_upkeep();
+        }
+    });
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let mut request = [0u8; 1024];
+            let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut request))
+                .await
+            {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let line = String::from_utf8_lossy(&request[..n]);
+            let path = line.split_whitespace().nth(1).unwrap_or("");
+            let (status, content_type, body) = match path {
+                "/metrics" => ("200 OK", "text/plain; version=0.0.4", handle.render()),
+                "/health" if HEALTHY.load(Ordering::Relaxed) => {
+                    ("200 OK", "text/plain", "ok\n".to_string())
+                }
+                "/health" => (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "pipeline failed or restarting\n".to_string(),
+                ),
+                _ => (
+                    "404 Not Found",
+                    "text/plain",
+                    "try /metrics or /health\n".to_string(),
+                ),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "logbelt_lines_read_total",
+        "Lines read from files (empty lines included)."
+    );
+    describe_counter!(
+        "logbelt_bytes_read_total",
+        Unit::Bytes,
+        "Bytes of complete lines read from files."
+    );
+    describe_counter!(
+        "logbelt_rows_written_total",
+        "Records committed to log_events."
+    );
+    describe_counter!(
+        "logbelt_dead_letters_total",
+        "Dead letters committed, by reason."
+    );
+    describe_counter!("logbelt_batches_committed_total", "Transactions committed.");
+    describe_histogram!(
+        "logbelt_commit_duration_seconds",
+        Unit::Seconds,
+        "Time to commit one transaction (retries included)."
+    );
+    describe_counter!(
+        "logbelt_restarts_total",
+        "Pipeline restarts, by the stage that failed."
+    );
+    describe_gauge!(
+        "logbelt_file_lag_bytes",
+        Unit::Bytes,
+        "File size minus committed position, per file."
+    );
+    describe_gauge!(
+        "logbelt_queue_depth",
+        "Batches waiting in each bounded queue."
+    );
+    describe_gauge!("logbelt_files_tailed", "Files being tailed.");
+    describe_gauge!(
+        "logbelt_up",
+        "1 while every pipeline stage runs, 0 while failed or restarting."
+    );
+}
+
+/// The pipeline is running (`true`) or failed/restarting (`false`).
+pub fn set_healthy(up: bool) {
+    HEALTHY.store(up, Ordering::Relaxed);
+    gauge!("logbelt_up").set(if up { 1.0 } else { 0.0 });
+}
+
+/// A tail task handed over `lines` lines (`bytes` bytes) of `source`.
+pub fn lines_read(source: &str, lines: usize, bytes: u64) {
+    counter!("logbelt_lines_read_total", "source" => source.to_string()).increment(lines as u64);
+    counter!("logbelt_bytes_read_total", "source" => source.to_string()).increment(bytes);
+}
+
+/// A file will be read from `from` to its current `size`.
+pub fn file_to_read(from: u64, size: u64) {
+    BYTES_TO_READ.fetch_add(size.saturating_sub(from), Ordering::Relaxed);
+}
+
+/// A transaction committed.
+pub fn committed(records: u64, dead_letters: &[&str], bytes: u64, elapsed: Duration) {
+    counter!("logbelt_rows_written_total").increment(records);
+    for reason in dead_letters {
+        counter!("logbelt_dead_letters_total", "reason" => dead_letter_kind(reason)).increment(1);
+    }
+    counter!("logbelt_batches_committed_total").increment(1);
+    histogram!("logbelt_commit_duration_seconds").record(elapsed.as_secs_f64());
+    BYTES_COMMITTED.fetch_add(bytes, Ordering::Relaxed);
+    ROWS_COMMITTED.fetch_add(records + dead_letters.len() as u64, Ordering::Relaxed);
+}
+
+/// Size minus committed position of `path`, after a commit.
+pub fn file_lag(path: &str, lag: u64) {
+    gauge!("logbelt_file_lag_bytes", "path" => path.to_string()).set(lag as f64);
+}
+
+/// The pipeline restarts because `stage` failed.
+pub fn restarted(stage: &str) {
+    counter!("logbelt_restarts_total", "stage" => stage.to_string()).increment(1);
+}
+
+/// Batches waiting in `queue`.
+pub fn queue_depth(queue: &'static str, depth: usize) {
+    gauge!("logbelt_queue_depth", "queue" => queue).set(depth as f64);
+}
+
+/// Files with a running tail task.
+pub fn files_tailed(n: usize) {
+    gauge!("logbelt_files_tailed").set(n as f64);
+}
+
+/// The label of a dead letter's reason: its class, not its text (bounded cardinality).
+pub fn dead_letter_kind(reason: &str) -> &'static str {
+    if reason.starts_with("invalid UTF-8") {
+        "invalid_utf8"
+    } else if reason.starts_with("invalid JSON") {
+        "invalid_json"
+    } else if reason.starts_with("not a JSON object") {
+        "not_an_object"
+    } else if reason.starts_with("line of") {
+        "too_long"
+    } else if reason.starts_with("refused by the database") {
+        "refused_by_database"
+    } else {
+        "other"
+    }
+}
