@@ -1283,7 +1283,7 @@ impl Cx<'_> {
             Err(_) => Err(self.error(
                 listen_raw.span(),
                 "metrics.listen",
-                &format!(
+                format!(
                     "expected an IP address and port such as \"127.0.0.1:9464\", found {text:?}"
                 ),
             )),
