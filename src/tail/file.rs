@@ -97,9 +97,33 @@ impl FileTail {
         }
         // Set once the path no longer leads to this file: when it then idles, the task ends.
         let mut orphaned_since: Option<Instant> = None;
+        // Set after each wait: before reading on, check that the file was not truncated meanwhile
+        // (copytruncate), even if it has grown past our position again since.
+        let mut check_truncation = false;
         let reason = loop {
             if ctx.cancel.is_cancelled() {
                 break EndReason::Stopped;
+            }
+            if std::mem::take(&mut check_truncation) {
+                match self.truncated(read_offset).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        tracing::info!(path = %path_str, position = read_offset, "File truncated; reading it again from the start.");
+                        if let Err(e) = self.file.seek(SeekFrom::Start(0)).await {
+                            tracing::warn!(path = %path_str, error = %e, "Cannot seek after truncation.");
+                            break EndReason::Failed;
+                        }
+                        read_offset = 0;
+                        sent_offset = 0;
+                        splitter = LineSplitter::new(0, settings.max_line_bytes);
+                        out = LinesOut::default();
+                        self.head.clear();
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path_str, error = %e, "Cannot check the open file.");
+                        break EndReason::Failed;
+                    }
+                }
             }
             let n = match self.file.read(&mut buf).await {
                 Ok(n) => n,
@@ -141,26 +165,6 @@ impl FileTail {
             if settings.once {
                 break EndReason::ReachedEnd;
             }
-            match self.file.metadata().await {
-                Ok(m) if m.len() < read_offset => {
-                    tracing::info!(path = %path_str, size = m.len(), position = read_offset, "File truncated; reading it again from the start.");
-                    if let Err(e) = self.file.seek(SeekFrom::Start(0)).await {
-                        tracing::warn!(path = %path_str, error = %e, "Cannot seek after truncation.");
-                        break EndReason::Failed;
-                    }
-                    read_offset = 0;
-                    sent_offset = 0;
-                    splitter = LineSplitter::new(0, settings.max_line_bytes);
-                    out = LinesOut::default();
-                    self.head.clear();
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(path = %path_str, error = %e, "Cannot stat the open file.");
-                    break EndReason::Failed;
-                }
-            }
             let still_ours = match tokio::fs::metadata(&self.path).await {
                 Ok(m) => (m.dev(), m.ino()) == self.key,
                 Err(_) => false,
@@ -179,8 +183,31 @@ impl FileTail {
                 _ = tokio::time::sleep(settings.poll_interval) => {}
                 _ = ctx.cancel.cancelled() => break EndReason::Stopped,
             }
+            check_truncation = true;
         };
         self.end(sent_offset, reason)
+    }
+
+    /// Whether the open file was truncated: it is shorter than `read_offset`, or its first bytes
+    /// are no longer the ones read from it.
+    async fn truncated(&self, read_offset: u64) -> std::io::Result<bool> {
+        use std::os::unix::fs::FileExt;
+        if self.file.metadata().await?.len() < read_offset {
+            return Ok(true);
+        }
+        if self.head.is_empty() {
+            return Ok(false);
+        }
+        let file = self.file.try_clone().await?.into_std().await;
+        let mut now = vec![0u8; self.head.len()];
+        let read = tokio::task::spawn_blocking(move || file.read_exact_at(&mut now, 0).map(|()| now))
+            .await
+            .map_err(std::io::Error::other)?;
+        match read {
+            Ok(now) => Ok(now != self.head),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     fn end(self, sent_offset: u64, reason: EndReason) -> TailEnd {
