@@ -1753,7 +1753,7 @@ include = ["logs/*.jsonl"]
     fn unknown_key_at_top_level() {
         assert_eq!(
             error(&format!("foo = 1\n{MINIMAL}")),
-            "/tmp/x/logbelt.toml:1:1: unknown key `foo`, expected one of `database`, `agent`, `sources`, `pipeline`, `parse`, `shutdown`, `supervisor`"
+            "/tmp/x/logbelt.toml:1:1: unknown key `foo`, expected one of `database`, `agent`, `sources`, `pipeline`, `parse`, `shutdown`, `supervisor`, `metrics`"
         );
     }
 
