@@ -12,11 +12,13 @@
 //! - [`supervisor`]: builds, restarts and drains the pipeline.
 //! - [`shutdown`]: Ctrl-C / SIGTERM → drain; a second signal → exit.
 //! - [`db`]: the SQLite and PostgreSQL stores behind one trait.
+//! - [`inspect`]: the read-only `status` and `query` commands.
 //! - [`run`]: the entry points the binary calls.
 
 pub mod actors;
 pub mod config;
 pub mod db;
+pub mod inspect;
 pub mod messages;
 pub mod metrics;
 pub mod parse;

@@ -42,6 +42,55 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show each file's committed position, its size on disk and the lag (read-only).
+    ///
+    /// Lists every row of `files` (all hosts; this host's marked `*`) and the row totals.
+    /// Size and lag are `-` for another host's file, a file that is gone, or a path that now
+    /// holds another file.
+    Status {
+        /// The config file: its [database] is read, never written.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print one JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print stored events, oldest first (read-only).
+    ///
+    /// Of the matching events, the --limit most recent are printed, oldest first (like
+    /// `tail`). Filters combine with AND. An event without a timestamp counts as the oldest.
+    Query {
+        /// The config file: its [database] is read, never written.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only events at or after this time: a duration ago (30s, 15m, 1h, 2d, 1w, 1h30m) or
+        /// an RFC 3339 time (2025-01-31T12:00:00Z).
+        #[arg(long, value_name = "TIME", value_parser = logbelt::inspect::parse_time)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only events before this time (same forms as --since).
+        #[arg(long, value_name = "TIME", value_parser = logbelt::inspect::parse_time)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only these levels, e.g. `error` or `warn,error` (case-insensitive).
+        #[arg(long, value_name = "LEVEL[,LEVEL...]", value_delimiter = ',')]
+        level: Vec<String>,
+        /// Only events whose message or JSON text contains TEXT (case-insensitive, literal).
+        #[arg(long, value_name = "TEXT")]
+        grep: Option<String>,
+        /// Only events of this source.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
+        /// Only events from this host.
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// Print the N most recent matching events (still oldest first).
+        #[arg(long, value_name = "N", default_value_t = logbelt::inspect::query::DEFAULT_LIMIT,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        /// Print JSON lines: {"ts", "level", "message", "source", "host", "file_id",
+        /// "file_offset", "fields"} with `fields` the stored object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -81,6 +130,46 @@ fn main() -> ExitCode {
                 config.database.url
             );
             ExitCode::SUCCESS
+        }
+        Command::Status { config, json } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("logbelt: {e}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            logbelt::inspect::exit_code(logbelt::inspect::status::status(&config, json))
+        }
+        Command::Query {
+            config,
+            since,
+            until,
+            level,
+            grep,
+            source,
+            host,
+            limit,
+            json,
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("logbelt: {e}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            let options = logbelt::inspect::query::QueryOptions {
+                since,
+                until,
+                levels: level,
+                grep,
+                source,
+                host,
+                limit,
+                json,
+            };
+            logbelt::inspect::exit_code(logbelt::inspect::query::query(&config, &options))
         }
     }
 }

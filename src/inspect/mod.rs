@@ -125,12 +125,13 @@ pub(crate) fn open(config: &DatabaseConfig) -> Result<Db, InspectError> {
                     )))
                 }
             }
-            let mut conn = SqliteConnection::establish(&sqlite_read_only_uri(path)).map_err(|e| {
-                InspectError::runtime(format!(
-                    "cannot open SQLite database {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let mut conn =
+                SqliteConnection::establish(&sqlite_read_only_uri(path)).map_err(|e| {
+                    InspectError::runtime(format!(
+                        "cannot open SQLite database {}: {e}",
+                        path.display()
+                    ))
+                })?;
             // A reader waits for a lock rather than failing (WAL readers rarely meet one).
             diesel::connection::SimpleConnection::batch_execute(
                 &mut conn,
@@ -265,7 +266,9 @@ pub(crate) fn with_stdout(
     match f(&mut out).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(InspectError::runtime(format!("cannot write to stdout: {e}"))),
+        Err(e) => Err(InspectError::runtime(format!(
+            "cannot write to stdout: {e}"
+        ))),
     }
 }
 
@@ -370,7 +373,7 @@ pub fn thousands(n: i64) -> String {
         out.push('-');
     }
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -437,9 +440,7 @@ pub fn parse_time_at(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Strin
             .map_err(|_| expected())?
             .with_timezone(&Utc)
     };
-    let micros = at
-        .timestamp_micros()
-        .clamp(MIN_TS_MICROS, MAX_TS_MICROS);
+    let micros = at.timestamp_micros().clamp(MIN_TS_MICROS, MAX_TS_MICROS);
     DateTime::from_timestamp_micros(micros).ok_or_else(expected)
 }
 
@@ -518,7 +519,17 @@ mod tests {
         );
         // Far back: clamped to the first instant logbelt stores.
         assert_eq!(at("99999999w").unwrap(), "0000-01-01T00:00:00.000000Z");
-        for bad in ["", "1", "h", "1x", "1h 30m", "-1h", "yesterday", "2025-01-31", "1.5h"] {
+        for bad in [
+            "",
+            "1",
+            "h",
+            "1x",
+            "1h 30m",
+            "-1h",
+            "yesterday",
+            "2025-01-31",
+            "1.5h",
+        ] {
             let e = at(bad).unwrap_err();
             assert!(e.contains("expected a duration"), "{bad}: {e}");
         }

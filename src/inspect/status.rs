@@ -138,7 +138,12 @@ pub fn collect(config: &Config) -> Result<Status, InspectError> {
                 log_events: log_events::table.count().get_result(c)?,
                 dead_letters: dead_letters::table.count().get_result(c)?,
             };
-            Ok((rows.into_iter().map(|t| row(t, |s| s)).collect(), totals))
+            Ok((
+                rows.into_iter()
+                    .map(|t| row(t, |s| s))
+                    .collect::<Vec<Row>>(),
+                totals,
+            ))
         },
         |c| {
             use pg::{dead_letters, files, log_events};
@@ -159,7 +164,12 @@ pub fn collect(config: &Config) -> Result<Status, InspectError> {
                 log_events: log_events::table.count().get_result(c)?,
                 dead_letters: dead_letters::table.count().get_result(c)?,
             };
-            Ok((rows.into_iter().map(|t| row(t, format_ts)).collect(), totals))
+            Ok((
+                rows.into_iter()
+                    .map(|t| row(t, format_ts))
+                    .collect::<Vec<Row>>(),
+                totals,
+            ))
         },
     )?;
     let this_host = &config.agent.host;
@@ -214,13 +224,24 @@ pub fn write_json(status: &Status, out: &mut dyn Write) -> io::Result<()> {
 /// The table for people.
 pub fn write_human(status: &Status, now: DateTime<Utc>, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "database:  {}", printable(&status.database))?;
-    writeln!(out, "this host: {} (rows marked *)", printable(&status.host))?;
+    writeln!(
+        out,
+        "this host: {} (rows marked *)",
+        printable(&status.host)
+    )?;
     writeln!(out)?;
     if status.files.is_empty() {
         writeln!(out, "no files yet: nothing has been committed")?;
     } else {
         let mut rows = vec![[
-            "", "SOURCE", "HOST", "COMMITTED", "SIZE", "LAG", "LAST COMMIT", "PATH",
+            "",
+            "SOURCE",
+            "HOST",
+            "COMMITTED",
+            "SIZE",
+            "LAG",
+            "LAST COMMIT",
+            "PATH",
         ]
         .map(String::from)
         .to_vec()];
@@ -296,7 +317,12 @@ mod tests {
             database: "sqlite:///srv/logbelt.db".into(),
             host: "web-1".into(),
             files: vec![
-                file(true, "web-1", "/var/log/app/app.jsonl", Some(13_002_342 + 2048)),
+                file(
+                    true,
+                    "web-1",
+                    "/var/log/app/app.jsonl",
+                    Some(13_002_342 + 2048),
+                ),
                 file(false, "web-2", "/var/log/app/app.jsonl", None),
             ],
             totals: Totals {
@@ -314,9 +340,9 @@ mod tests {
 database:  sqlite:///srv/logbelt.db
 this host: web-1 (rows marked *)
 
-   SOURCE  HOST   COMMITTED      SIZE      LAG  LAST COMMIT                   PATH
-*  app     web-1   12.4 MiB  12.4 MiB  2.0 KiB  2025-06-01T11:56:00Z (4m ago)  /var/log/app/app.jsonl
-   app     web-2   12.4 MiB         -        -  2025-06-01T11:56:00Z (4m ago)  /var/log/app/app.jsonl
+   SOURCE  HOST   COMMITTED      SIZE      LAG  LAST COMMIT                    PATH
+*  app     web-1   12.4 MiB  12.4 MiB  2.0 KiB  2025-06-01T11:56:00Z (3m ago)  /var/log/app/app.jsonl
+   app     web-2   12.4 MiB         -        -  2025-06-01T11:56:00Z (3m ago)  /var/log/app/app.jsonl
 
 2 files (1 on this host), 1,234 events, 1 dead letter
 ";
