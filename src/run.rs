@@ -48,36 +48,39 @@ fn show_progress() {
 
     let started = std::time::Instant::now();
     let terminal = std::io::stderr().is_terminal();
-    let spawned = std::thread::Builder::new().name("logbelt-progress".into()).spawn(move || {
-        if terminal {
-            let bar = indicatif::ProgressBar::new(0);
-            let style = indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {msg} ETA {eta}",
-            );
-            if let Ok(style) = style {
-                bar.set_style(style);
-            }
-            loop {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                bar.set_length(BYTES_TO_READ.load(Relaxed));
-                bar.set_position(BYTES_COMMITTED.load(Relaxed));
-                let rate = ROWS_COMMITTED.load(Relaxed) as f64 / started.elapsed().as_secs_f64().max(0.001);
-                bar.set_message(format!("{rate:.0} rows/s"));
-            }
-        } else {
-            loop {
-                std::thread::sleep(PROGRESS_LOG_INTERVAL);
-                let rows = ROWS_COMMITTED.load(Relaxed);
-                tracing::info!(
-                    bytes_committed = BYTES_COMMITTED.load(Relaxed),
-                    bytes_to_read = BYTES_TO_READ.load(Relaxed),
-                    rows,
-                    rows_per_s = (rows as f64 / started.elapsed().as_secs_f64()) as u64,
-                    "Progress."
+    let spawned = std::thread::Builder::new()
+        .name("logbelt-progress".into())
+        .spawn(move || {
+            if terminal {
+                let bar = indicatif::ProgressBar::new(0);
+                let style = indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {msg} ETA {eta}",
                 );
+                if let Ok(style) = style {
+                    bar.set_style(style);
+                }
+                loop {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    bar.set_length(BYTES_TO_READ.load(Relaxed));
+                    bar.set_position(BYTES_COMMITTED.load(Relaxed));
+                    let rate = ROWS_COMMITTED.load(Relaxed) as f64
+                        / started.elapsed().as_secs_f64().max(0.001);
+                    bar.set_message(format!("{rate:.0} rows/s"));
+                }
+            } else {
+                loop {
+                    std::thread::sleep(PROGRESS_LOG_INTERVAL);
+                    let rows = ROWS_COMMITTED.load(Relaxed);
+                    tracing::info!(
+                        bytes_committed = BYTES_COMMITTED.load(Relaxed),
+                        bytes_to_read = BYTES_TO_READ.load(Relaxed),
+                        rows,
+                        rows_per_s = (rows as f64 / started.elapsed().as_secs_f64()) as u64,
+                        "Progress."
+                    );
+                }
             }
-        }
-    });
+        });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "No progress display.");
     }

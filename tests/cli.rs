@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use diesel::{Connection, RunQueryDsl};
+
 use crate::util::{Daemon, DEADLINE};
 
 /// A valid config; each case below breaks one thing in it.
@@ -319,4 +321,59 @@ fn run_with_unreachable_postgres_exits_1_without_the_password() {
     let (code, stderr) = logbelt(dir.path(), &["run"], &path);
     assert_eq!(code, Some(1), "a runtime failure exits 1; stderr: {stderr}");
     assert!(!stderr.contains("secret"), "the password leaked: {stderr}");
+}
+
+#[test]
+fn relative_paths_are_relative_to_the_config_file_not_the_working_directory() {
+    let (dir, path) = config_dir(GOOD);
+    std::fs::write(dir.path().join("logs/a.jsonl"), "{\"k\":1}\n{\"k\":2}\n").unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir(elsewhere.path().join("logs")).unwrap();
+    std::fs::write(elsewhere.path().join("logs/decoy.jsonl"), "{\"decoy\":1}\n").unwrap();
+    let mut d = Daemon::spawn_with_cwd(
+        elsewhere.path(),
+        dir.path(),
+        &[
+            "run".as_ref(),
+            "--once".as_ref(),
+            "--config".as_ref(),
+            path.as_os_str(),
+        ],
+    );
+    let status = d.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(0), "stderr: {}", d.stderr());
+    assert!(
+        !elsewhere.path().join("logbelt.db").exists(),
+        "the database was created in the working directory"
+    );
+    let db = dir.path().join("logbelt.db");
+    assert!(db.exists(), "no database next to the config file");
+    let mut conn = diesel::sqlite::SqliteConnection::establish(&db.to_string_lossy()).unwrap();
+    let rows: Vec<crate::util::Count> = diesel::sql_query("SELECT count(*) AS n FROM log_events")
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(rows[0].n, 2, "rows from the config folder's logs/ only");
+}
+
+#[test]
+fn env_vars_in_the_config_are_expanded() {
+    let text = GOOD.replacen(
+        "url = \"sqlite://logbelt.db\"",
+        "url = \"sqlite://${LOGBELT_TEST_DB_FILE}\"",
+        1,
+    );
+    let (dir, path) = config_dir(&text);
+    let stderr_path = dir.path().join("stderr");
+    let mut cmd = crate::util::logbelt_command(dir.path(), &stderr_path);
+    cmd.env("LOGBELT_TEST_DB_FILE", "expanded.db")
+        .args(["run", "--once", "--config"])
+        .arg(&path);
+    let mut d = Daemon::from_command(cmd, &stderr_path);
+    let status = d.wait_exit(DEADLINE);
+    let stderr = d.stderr();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(
+        dir.path().join("expanded.db").exists(),
+        "the database is not at the expanded path; stderr: {stderr}"
+    );
 }

@@ -1,4 +1,4 @@
-//! Real-world files from `/work/shared/corpus`: every non-empty line of every file becomes
+//! Real-world files from `/work/shared/corpus` (or its copy in `tests/data/corpus`): every non-empty line of every file becomes
 //! exactly one row, a record or a dead letter.
 
 use std::collections::BTreeMap;
@@ -6,17 +6,29 @@ use std::path::{Path, PathBuf};
 
 use crate::util::{Backend, TestEnv};
 
-const CORPUS: &str = "/work/shared/corpus";
+/// The shared corpus (read-only).
+const SHARED_CORPUS: &str = "/work/shared/corpus";
+
+/// The corpus folder: the shared one where it exists, else the repository's copy.
+fn corpus_dir() -> PathBuf {
+    let shared = PathBuf::from(SHARED_CORPUS);
+    if shared.is_dir() {
+        shared
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus")
+    }
+}
 
 /// The corpus files, sorted.
 fn corpus_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(CORPUS)
-        .unwrap_or_else(|e| panic!("read {CORPUS}: {e}"))
+    let dir = corpus_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no *.jsonl in {CORPUS}");
+    assert!(!files.is_empty(), "no *.jsonl in {}", dir.display());
     files
 }
 

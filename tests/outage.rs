@@ -24,9 +24,10 @@ fn commits_held_up_by_a_locked_database_land_once_it_is_free(b: Backend) {
     let block = env.db.block_writes();
     w.append(&env.log("a.jsonl"), &json_lines("a", 100, 50));
     w.append(&env.log("b.jsonl"), &json_lines("b", 0, 30));
-    // Hold the lock long enough for logbelt to read the lines, hit the lock and retry: a
-    // blocked commit shows nothing but its absence.
-    std::thread::sleep(Duration::from_millis(1500));
+    env.db.wait_commit_blocked(&mut d);
+    // Hold the lock a little longer, so that SQLite's commit fails and is retried a few times
+    // (busy_timeout_ms = 100): nothing to observe but that nothing is committed meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
     d.assert_running();
     assert_eq!(env.db.rows(), 100, "rows committed through the lock");
     block.release();

@@ -60,10 +60,7 @@ fn lines_across_files_are_stored_once_at_their_offsets(b: Backend) {
 // Level and message extraction
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(
-    #[ignore = "bug: src/parse.rs is still the TEMPORARY stub: message only from `msg`, level only from `level`"]
-    level_is_lowercased_and_message_comes_from_message_msg_or_log
-);
+both_backends!(level_is_lowercased_and_message_comes_from_message_msg_or_log);
 fn level_is_lowercased_and_message_comes_from_message_msg_or_log(b: Backend) {
     let Some(env) = TestEnv::new(b) else { return };
     env.config().write(&env);
@@ -101,10 +98,7 @@ fn level_is_lowercased_and_message_comes_from_message_msg_or_log(b: Backend) {
     }
 }
 
-both_backends!(
-    #[ignore = "bug: src/parse.rs is still the TEMPORARY stub: it never sets ts"]
-    ts_comes_from_the_first_timestamp_field_as_rfc3339_utc
-);
+both_backends!(ts_comes_from_the_first_timestamp_field_as_rfc3339_utc);
 fn ts_comes_from_the_first_timestamp_field_as_rfc3339_utc(b: Backend) {
     let Some(env) = TestEnv::new(b) else { return };
     env.config().write(&env);
@@ -292,6 +286,20 @@ fn bad_lines_become_dead_letters_and_good_ones_records(b: Backend) {
                 error: format!(
                     "line of {} bytes over the limit of {MAX_LINE} bytes",
                     over.len()
+                ),
+                found: None,
+            },
+            0,
+        ),
+        // Over the limit with CRLF: the `\r` is not counted in the length.
+        (
+            format!("{long}\r\n").into_bytes(),
+            Want::Dead {
+                raw: long.as_bytes()[..MAX_LINE].to_vec(),
+                line_bytes: long.len() as i64,
+                error: format!(
+                    "line of {} bytes over the limit of {MAX_LINE} bytes",
+                    long.len()
                 ),
                 found: None,
             },
@@ -585,4 +593,76 @@ fn start_at_end_skips_existing_content_and_stores_appended_lines(b: Backend) {
     env.run_once();
     w.assert_stored(&env.db);
     w.assert_positions_at_end(&env.db);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Long lines under the limit, compressed files, default host
+// ---------------------------------------------------------------------------------------------
+
+both_backends!(a_line_longer_than_the_read_buffer_is_stored_whole);
+fn a_line_longer_than_the_read_buffer_is_stored_whole(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    env.config().write(&env);
+    // The read buffer is 64 KiB by default: this line takes several reads.
+    let big = format!(r#"{{"k":1,"msg":"big","pad":"{}"}}"#, "y".repeat(300_000));
+    let lines = vec![
+        r#"{"k":0,"msg":"before"}"#.to_string(),
+        big,
+        r#"{"k":2,"msg":"after"}"#.to_string(),
+    ];
+    let mut w = Written::new();
+    w.append(&env.log("a.jsonl"), &lines);
+    env.run_once();
+    w.assert_stored(&env.db);
+    w.assert_positions_at_end(&env.db);
+}
+
+both_backends!(compressed_files_are_skipped_not_read_as_text);
+fn compressed_files_are_skipped_not_read_as_text(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    env.config().write(&env);
+    let mut w = Written::new();
+    w.append(&env.log("plain.jsonl"), &json_lines("p", 0, 5));
+    // gzip and zstd magic numbers under names the glob matches.
+    append_bytes(
+        &env.log("gz.jsonl"),
+        b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\n{\"a\":1}\n",
+    );
+    append_bytes(
+        &env.log("zst.jsonl"),
+        b"\x28\xb5\x2f\xfd\x00\x58\n{\"a\":1}\n",
+    );
+    env.run_once();
+    w.assert_stored(&env.db);
+    assert_eq!(env.db.dead_count(), 0, "dead letters from compressed files");
+    assert_eq!(env.db.files().len(), 1, "files rows: {:?}", env.db.files());
+}
+
+/// The machine's hostname, as gethostname(2) gives it.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(r, 0, "gethostname");
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[test]
+fn host_defaults_to_the_machine_hostname() {
+    let env = TestEnv::new(Backend::Sqlite).unwrap();
+    let mut cfg = env.config();
+    cfg.host = String::new(); // no [agent] table
+    cfg.write(&env);
+    crate::util::append_lines(&env.log("a.jsonl"), &json_lines("a", 0, 3));
+    env.run_once();
+    let host = hostname();
+    let events = env.db.events();
+    assert_eq!(events.len(), 3);
+    for e in &events {
+        assert_eq!(e.host, host, "host of {e:?}");
+    }
+    for f in env.db.files() {
+        assert_eq!(f.host, host, "host of {f:?}");
+    }
 }

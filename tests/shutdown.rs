@@ -114,10 +114,7 @@ fn start_then_block_writes(env: &TestEnv, drain_timeout_ms: u64) -> (Daemon, Wri
     let block = env.db.block_writes();
     w.append(&env.log("a.jsonl"), &json_lines("a", 100, 50));
     w.append(&env.log("b.jsonl"), &json_lines("b", 0, 20));
-    // Time for logbelt to read the new lines and run into the lock: a blocked commit shows
-    // nothing but its absence, so there is no event to wait for.
-    std::thread::sleep(Duration::from_millis(700));
-    d.assert_running();
+    env.db.wait_commit_blocked(&mut d);
     assert_eq!(env.db.rows(), 100, "rows committed through the lock");
     (d, w, block)
 }

@@ -6,8 +6,11 @@
 //! - [`pipeline`]: lines to rows: offsets, dead letters, live following, partial lines,
 //!   `start_at`.
 //! - [`restart`]: exactly once across a graceful restart and across `kill -9`.
+//! - [`rotation`]: rename, copytruncate, truncation, file identity.
 //! - [`shutdown`]: the SIGINT/SIGTERM drain.
 //! - [`outage`]: a database that stops taking writes for a while.
+//! - `faults`: panics and failed commits inside the pipeline (only with
+//!   `--features fault-injection`).
 //! - [`corpus`]: real-world log files from `/work/shared/corpus`.
 //!
 //! PostgreSQL tests run when `LOGBELT_TEST_POSTGRES_URL` is set (an admin URL: each test
@@ -19,7 +22,11 @@ mod util;
 
 mod cli;
 mod corpus;
+#[cfg(feature = "fault-injection")]
+mod faults;
+mod inspect;
 mod outage;
 mod pipeline;
 mod restart;
+mod rotation;
 mod shutdown;

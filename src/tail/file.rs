@@ -113,6 +113,12 @@ impl FileTail {
                             tracing::warn!(path = %path_str, error = %e, "Cannot seek after truncation.");
                             break EndReason::Failed;
                         }
+                        // New content: a new file id, so that (file_id, file_offset) stays unique
+                        // and the old content's position never moves backwards.
+                        self.meta = Arc::new(FileMeta {
+                            id: super::new_file_id(),
+                            source: self.meta.source.clone(),
+                        });
                         read_offset = 0;
                         sent_offset = 0;
                         splitter = LineSplitter::new(0, settings.max_line_bytes);
@@ -200,9 +206,10 @@ impl FileTail {
         }
         let file = self.file.try_clone().await?.into_std().await;
         let mut now = vec![0u8; self.head.len()];
-        let read = tokio::task::spawn_blocking(move || file.read_exact_at(&mut now, 0).map(|()| now))
-            .await
-            .map_err(std::io::Error::other)?;
+        let read =
+            tokio::task::spawn_blocking(move || file.read_exact_at(&mut now, 0).map(|()| now))
+                .await
+                .map_err(std::io::Error::other)?;
         match read {
             Ok(now) => Ok(now != self.head),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(true),

@@ -244,8 +244,12 @@ impl Tailer {
                     && fnv1a(&head[..k.fingerprint_len as usize]) == k.fingerprint =>
             {
                 if k.offset > meta.len() {
-                    tracing::info!(path = %path.display(), position = k.offset, size = meta.len(), "File is shorter than its committed position; reading it from the start.");
-                    (k.meta.clone(), 0)
+                    tracing::info!(path = %path.display(), position = k.offset, size = meta.len(), "File is shorter than its committed position (truncated); reading it from the start as a new file.");
+                    let meta = Arc::new(FileMeta {
+                        id: new_file_id(),
+                        source: k.meta.source.clone(),
+                    });
+                    (meta, 0)
                 } else {
                     (k.meta.clone(), k.offset)
                 }
@@ -259,9 +263,8 @@ impl Tailer {
                 } else {
                     0
                 };
-                let id = fastrand::i64(1..i64::MAX);
                 let meta = Arc::new(FileMeta {
-                    id,
+                    id: new_file_id(),
                     source: source.name.as_str().into(),
                 });
                 (meta, offset)
@@ -339,6 +342,12 @@ fn compression(head: &[u8]) -> Option<&'static str> {
         .iter()
         .find(|(magic, _)| head.starts_with(magic))
         .map(|(_, kind)| *kind)
+}
+
+/// A key for a file met for the first time (or whose content was replaced): random, positive,
+/// 63 bits, so collisions across hosts sharing one database are negligible.
+pub(crate) fn new_file_id() -> FileId {
+    fastrand::i64(1..i64::MAX)
 }
 
 /// Wakes `notify` from a plain thread (the file-system watcher's callback).
