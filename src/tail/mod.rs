@@ -31,7 +31,7 @@ use fingerprint::{fnv1a, FINGERPRINT_MAX_BYTES};
 
 /// Most bytes of lines in one [`LineBatch`]. With `channel_capacity` batches in the bridge and
 /// `mailbox_capacity` in each mailbox, this is what bounds the memory of queued lines.
-pub const LINE_BATCH_MAX_BYTES: usize = 256 * 1024;
+pub const LINE_BATCH_MAX_BYTES: usize = 64 * 1024;
 
 /// How a tailer reads.
 #[derive(Debug, Clone)]
