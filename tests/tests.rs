@@ -20,13 +20,17 @@
 #[macro_use]
 mod util;
 
+mod bad_input;
 mod cli;
 mod corpus;
 #[cfg(feature = "fault-injection")]
 mod faults;
+mod files;
 mod inspect;
 mod outage;
 mod pipeline;
+mod postgres;
 mod restart;
 mod rotation;
 mod shutdown;
+mod splitter_props;

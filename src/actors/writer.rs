@@ -280,11 +280,31 @@ fn commit_with_retry(
         return Err(DbError::permanent("fault injection: commit fails"));
     }
     let mut backoff = retry.initial_backoff;
+    // Set after a transient failure: the transaction may have landed before the connection
+    // broke; look before committing it again.
+    let mut outcome_unknown = false;
     loop {
-        let failed = match store.commit(host, batches) {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
+        if outcome_unknown {
+            match crate::db::already_committed(store, batches) {
+                Ok(true) => {
+                    tracing::info!("The transaction had committed before the connection failed; not committing it again.");
+                    return Ok(());
+                }
+                Ok(false) => outcome_unknown = false,
+                Err(_) => {} // still unreachable: back off below and look again
+            }
+        }
+        let failed = if outcome_unknown {
+            DbError::transient("database still unreachable")
+        } else {
+            match store.commit(host, batches) {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            }
         };
+        if failed.is_transient() {
+            outcome_unknown = true;
+        }
         if !failed.is_transient() {
             match find_refused_line(store, host, batches) {
                 Ok(Some((b, r, why))) => {

@@ -73,6 +73,29 @@ pub trait Store: Send {
     /// # Errors
     /// The error the commit would have met.
     fn probe(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError>;
+
+    /// The committed positions of the files `ids`.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    fn committed_offsets(&mut self, ids: &[i64]) -> Result<HashMap<i64, u64>, DbError>;
+}
+
+/// Whether the transaction of `batches` is already committed: after a connection failure
+/// during COMMIT the outcome is unknown, and retrying a transaction that did land would store
+/// its rows twice. Positions commit with their rows, so they tell: the transaction landed iff
+/// every file's committed position has reached the batch's final position.
+///
+/// # Errors
+/// When the positions cannot be read.
+pub fn already_committed(store: &mut dyn Store, batches: &[RecordBatch]) -> Result<bool, DbError> {
+    let finals = final_positions(batches);
+    let ids: Vec<i64> = finals.iter().map(|p| p.file.id).collect();
+    let committed = store.committed_offsets(&ids)?;
+    Ok(!finals.is_empty()
+        && finals
+            .iter()
+            .all(|p| committed.get(&p.file.id).is_some_and(|&c| c >= p.offset)))
 }
 
 /// Connects to the configured database and applies pending migrations.

@@ -4,6 +4,7 @@
 //! logbelt processes may start at the same moment. A broken connection is re-established at the
 //! next commit.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
@@ -193,6 +194,18 @@ impl Store for PgStore {
             .load(self.conn()?);
         let rows = loaded.map_err(|e| self.failed("cannot read file positions", e))?;
         Ok(rows.into_iter().map(StoredPosition::from).collect())
+    }
+
+    fn committed_offsets(&mut self, ids: &[i64]) -> Result<HashMap<i64, u64>, DbError> {
+        let rows: QueryResult<Vec<(i64, i64)>> = files::table
+            .filter(files::id.eq_any(ids))
+            .select((files::id, files::committed_offset))
+            .load(self.conn()?);
+        let rows = rows.map_err(|e| self.failed("cannot read file positions", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, offset)| (id, offset as u64))
+            .collect())
     }
 
     fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {

@@ -3,6 +3,7 @@
 //! `migrations/sqlite` applied at open. Each commit is one transaction of single-row prepared
 //! INSERTs, which diesel caches, so SQLite's variable limit never applies.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -144,6 +145,18 @@ impl Store for SqliteStore {
             .load(&mut self.conn)
             .map_err(|e| classify("cannot read file positions", e))?;
         Ok(rows.into_iter().map(StoredPosition::from).collect())
+    }
+
+    fn committed_offsets(&mut self, ids: &[i64]) -> Result<HashMap<i64, u64>, DbError> {
+        let rows: QueryResult<Vec<(i64, i64)>> = files::table
+            .filter(files::id.eq_any(ids))
+            .select((files::id, files::committed_offset))
+            .load(&mut self.conn);
+        let rows = rows.map_err(|e| classify("cannot read file positions", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, offset)| (id, offset as u64))
+            .collect())
     }
 
     fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
