@@ -76,6 +76,13 @@ pub struct FileTail {
     pub head: Vec<u8>,
 }
 
+/// What [`FileTail::changed`] found.
+enum Change {
+    None,
+    Grew,
+    Truncated,
+}
+
 enum Stop {
     Cancelled,
     Closed,
@@ -95,19 +102,32 @@ impl FileTail {
             tracing::warn!(path = %path_str, error = %e, "Cannot seek; the file is skipped until the next scan.");
             return self.end(sent_offset, EndReason::Failed);
         }
+        // A second handle for the cheap checks made at every wake-up (fstat, the first bytes):
+        // plain blocking calls that take microseconds on a local file, without the thread hop
+        // of tokio::fs, so that a thousand idle files cost next to nothing.
+        let checks = match self.file.try_clone().await {
+            Ok(f) => f.into_std().await,
+            Err(e) => {
+                tracing::warn!(path = %path_str, error = %e, "Cannot duplicate the file handle.");
+                return self.end(sent_offset, EndReason::Failed);
+            }
+        };
         // Set once the path no longer leads to this file: when it then idles, the task ends.
         let mut orphaned_since: Option<Instant> = None;
-        // Set after each wait: before reading on, check that the file was not truncated meanwhile
-        // (copytruncate), even if it has grown past our position again since.
-        let mut check_truncation = false;
+        // Set after each wait (with whether a notification woke us): before reading on, check
+        // that the file was not truncated meanwhile (copytruncate), even if it has grown past our
+        // position again since, and skip the read when nothing changed.
+        let mut woke: Option<bool> = None;
         let reason = loop {
             if ctx.cancel.is_cancelled() {
                 break EndReason::Stopped;
             }
-            if std::mem::take(&mut check_truncation) {
-                match self.truncated(read_offset).await {
-                    Ok(false) => {}
-                    Ok(true) => {
+            let mut nothing_new = false;
+            if let Some(notified) = woke.take() {
+                match self.changed(&checks, read_offset, notified) {
+                    Ok(Change::None) => nothing_new = true,
+                    Ok(Change::Grew) => {}
+                    Ok(Change::Truncated) => {
                         tracing::info!(path = %path_str, position = read_offset, "File truncated; reading it again from the start.");
                         if let Err(e) = self.file.seek(SeekFrom::Start(0)).await {
                             tracing::warn!(path = %path_str, error = %e, "Cannot seek after truncation.");
@@ -131,7 +151,12 @@ impl FileTail {
                     }
                 }
             }
-            let n = match self.file.read(&mut buf).await {
+            let read = if nothing_new {
+                Ok(0)
+            } else {
+                self.file.read(&mut buf).await
+            };
+            let n = match read {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(path = %path_str, error = %e, "Read failed; the file is retried at the next scan.");
@@ -171,7 +196,7 @@ impl FileTail {
             if settings.once {
                 break EndReason::ReachedEnd;
             }
-            let still_ours = match tokio::fs::metadata(&self.path).await {
+            let still_ours = match std::fs::metadata(&self.path) {
                 Ok(m) => (m.dev(), m.ino()) == self.key,
                 Err(_) => false,
             };
@@ -184,35 +209,43 @@ impl FileTail {
                     break EndReason::Gone;
                 }
             }
-            tokio::select! {
-                _ = ctx.wake.notified() => {}
-                _ = tokio::time::sleep(settings.poll_interval) => {}
+            woke = Some(tokio::select! {
+                _ = ctx.wake.notified() => true,
+                _ = tokio::time::sleep(settings.poll_interval) => false,
                 _ = ctx.cancel.cancelled() => break EndReason::Stopped,
-            }
-            check_truncation = true;
+            });
         };
         self.end(sent_offset, reason)
     }
 
-    /// Whether the open file was truncated: it is shorter than `read_offset`, or its first bytes
-    /// are no longer the ones read from it.
-    async fn truncated(&self, read_offset: u64) -> std::io::Result<bool> {
+    /// What happened to the open file while the task waited: it is shorter than `read_offset`,
+    /// or its first bytes are no longer the ones read from it (truncated); it is longer (grew);
+    /// or neither. The first bytes are compared only when the size changed or a notification
+    /// said the file was written (a rewrite to the very same size).
+    fn changed(
+        &self,
+        checks: &std::fs::File,
+        read_offset: u64,
+        notified: bool,
+    ) -> std::io::Result<Change> {
         use std::os::unix::fs::FileExt;
-        if self.file.metadata().await?.len() < read_offset {
-            return Ok(true);
+        let len = checks.metadata()?.len();
+        if len < read_offset {
+            return Ok(Change::Truncated);
         }
-        if self.head.is_empty() {
-            return Ok(false);
+        if (len == read_offset && !notified) || self.head.is_empty() {
+            return Ok(if len == read_offset {
+                Change::None
+            } else {
+                Change::Grew
+            });
         }
-        let file = self.file.try_clone().await?.into_std().await;
         let mut now = vec![0u8; self.head.len()];
-        let read =
-            tokio::task::spawn_blocking(move || file.read_exact_at(&mut now, 0).map(|()| now))
-                .await
-                .map_err(std::io::Error::other)?;
-        match read {
-            Ok(now) => Ok(now != self.head),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(true),
+        match checks.read_exact_at(&mut now, 0) {
+            Ok(()) if now != self.head => Ok(Change::Truncated),
+            Ok(()) if len == read_offset => Ok(Change::None),
+            Ok(()) => Ok(Change::Grew),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(Change::Truncated),
             Err(e) => Err(e),
         }
     }
