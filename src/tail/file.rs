@@ -62,6 +62,9 @@ pub struct TailTaskCtx {
     pub tx: mpsc::Sender<LineBatch>,
     pub cancel: CancellationToken,
     pub wake: Arc<Notify>,
+    /// Set while file-system notifications cover the file's folder: the fallback poll then
+    /// runs [`super::WATCHED_SCAN_FACTOR`] times slower.
+    pub watched: Arc<std::sync::atomic::AtomicBool>,
     pub settings: Arc<TailSettings>,
 }
 
@@ -96,7 +99,9 @@ impl FileTail {
         let mut splitter = LineSplitter::new(self.offset, settings.max_line_bytes);
         let mut read_offset = self.offset;
         let mut sent_offset = self.offset;
-        let mut buf = vec![0u8; settings.read_buffer_bytes];
+        // The read buffer exists only while there is something to read: a thousand idle files
+        // must not hold a thousand buffers.
+        let mut buf: Vec<u8> = Vec::new();
         let mut out = LinesOut::default();
         if let Err(e) = self.file.seek(SeekFrom::Start(self.offset)).await {
             tracing::warn!(path = %path_str, error = %e, "Cannot seek; the file is skipped until the next scan.");
@@ -154,6 +159,9 @@ impl FileTail {
             let read = if nothing_new {
                 Ok(0)
             } else {
+                if buf.is_empty() {
+                    buf = vec![0u8; settings.read_buffer_bytes];
+                }
                 self.file.read(&mut buf).await
             };
             let n = match read {
@@ -196,6 +204,7 @@ impl FileTail {
             if settings.once {
                 break EndReason::ReachedEnd;
             }
+            buf = Vec::new();
             let still_ours = match std::fs::metadata(&self.path) {
                 Ok(m) => (m.dev(), m.ino()) == self.key,
                 Err(_) => false,
@@ -209,9 +218,14 @@ impl FileTail {
                     break EndReason::Gone;
                 }
             }
+            let poll = if ctx.watched.load(std::sync::atomic::Ordering::Relaxed) {
+                settings.poll_interval * super::WATCHED_SCAN_FACTOR
+            } else {
+                settings.poll_interval
+            };
             woke = Some(tokio::select! {
                 _ = ctx.wake.notified() => true,
-                _ = tokio::time::sleep(settings.poll_interval) => false,
+                _ = tokio::time::sleep(poll) => false,
                 _ = ctx.cancel.cancelled() => break EndReason::Stopped,
             });
         };

@@ -33,6 +33,9 @@ use fingerprint::{fnv1a, FINGERPRINT_MAX_BYTES};
 /// `mailbox_capacity` in each mailbox, this is what bounds the memory of queued lines.
 pub const LINE_BATCH_MAX_BYTES: usize = 64 * 1024;
 
+/// How much slower the fallback scan runs when every folder is watched by notifications.
+pub const WATCHED_SCAN_FACTOR: u32 = 10;
+
 /// How a tailer reads.
 #[derive(Debug, Clone)]
 pub struct TailSettings {
@@ -129,10 +132,11 @@ impl Tailer {
             if self.settings.once && self.tasks.is_empty() {
                 break;
             }
+            let scan_interval = self.scan_interval();
             tokio::select! {
                 Some(ended) = self.tasks.join_next(), if !self.tasks.is_empty() => self.ended(ended),
                 _ = scan_wake.notified(), if !self.settings.once => self.scan(false).await,
-                _ = tokio::time::sleep(self.settings.poll_interval), if !self.settings.once => self.scan(false).await,
+                _ = tokio::time::sleep(scan_interval), if !self.settings.once => self.scan(false).await,
                 _ = self.cancel.cancelled() => break,
             }
         }
@@ -141,6 +145,17 @@ impl Tailer {
             self.ended(ended);
         }
         tracing::debug!("Tailer stopped.");
+    }
+
+    /// How often the globs are expanded again without a notification: every `poll_interval`
+    /// while some watched folder has no notifications, [`WATCHED_SCAN_FACTOR`] times slower when
+    /// every folder is watched (a new file then wakes the scanner at once).
+    fn scan_interval(&self) -> Duration {
+        if self.watch.all_watched() {
+            self.settings.poll_interval * WATCHED_SCAN_FACTOR
+        } else {
+            self.settings.poll_interval
+        }
     }
 
     fn ended(&mut self, ended: Result<TailEnd, tokio::task::JoinError>) {
@@ -185,13 +200,19 @@ impl Tailer {
                 return;
             }
         };
-        for (source_idx, path) in found {
-            self.consider(source_idx, path, first).await;
+        for (source_idx, path, meta) in found {
+            self.consider(source_idx, path, meta, first).await;
         }
     }
 
-    async fn consider(&mut self, source_idx: usize, path: PathBuf, first: bool) {
-        let meta = match tokio::fs::metadata(&path).await {
+    async fn consider(
+        &mut self,
+        source_idx: usize,
+        path: PathBuf,
+        meta: std::io::Result<std::fs::Metadata>,
+        first: bool,
+    ) {
+        let meta = match meta {
             Ok(m) => m,
             Err(e) => {
                 self.warn_once(&path, format_args!("cannot stat: {e}"));
@@ -206,6 +227,7 @@ impl Tailer {
         }
         let key = (meta.dev(), meta.ino());
         if self.tailing.contains(&key) {
+            self.watch.track(key, &path);
             return;
         }
         let mut file = match tokio::fs::File::open(&path).await {
@@ -284,6 +306,7 @@ impl Tailer {
             tx: self.tx.clone(),
             cancel: self.cancel.child_token(),
             wake: self.watch.waker(key, &path),
+            watched: self.watch.all_watched_flag(),
             settings: self.settings.clone(),
         };
         self.tailing.insert(key);
@@ -299,9 +322,12 @@ impl Tailer {
     }
 }
 
-/// Every (source index, path) that the sources' globs match now, excluded ones left out; a
-/// path matched by two sources goes to the first.
-fn expand_globs(sources: &[SourceConfig]) -> Vec<(usize, PathBuf)> {
+/// Every (source index, path, its metadata or why not) that the sources' globs match now,
+/// excluded ones left out; a path matched by two sources goes to the first. Blocking: run it on
+/// a blocking thread (one hop per scan, not one per file).
+fn expand_globs(
+    sources: &[SourceConfig],
+) -> Vec<(usize, PathBuf, std::io::Result<std::fs::Metadata>)> {
     let mut seen = HashSet::new();
     let mut found = Vec::new();
     for (idx, source) in sources.iter().enumerate() {
@@ -316,7 +342,8 @@ fn expand_globs(sources: &[SourceConfig]) -> Vec<(usize, PathBuf)> {
             for entry in paths {
                 match entry {
                     Ok(path) if !source.is_excluded(&path) && seen.insert(path.clone()) => {
-                        found.push((idx, path));
+                        let meta = std::fs::metadata(&path);
+                        found.push((idx, path, meta));
                     }
                     Ok(_) => {}
                     Err(e) => {

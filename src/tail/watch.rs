@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -22,6 +23,8 @@ pub struct Watch {
     /// Which path each tailed file's waker is filed under.
     by_key: HashMap<(u64, u64), PathBuf>,
     scan: Arc<Notify>,
+    /// Set while notifications cover every folder (see [`Watch::all_watched`]).
+    all_watched: Arc<AtomicBool>,
 }
 
 impl Watch {
@@ -31,15 +34,22 @@ impl Watch {
         let (cb_wakers, cb_scan) = (wakers.clone(), scan.clone());
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
+            let Ok(wakers) = cb_wakers.lock() else { return };
             match event.kind {
                 EventKind::Modify(notify::event::ModifyKind::Data(_))
-                | EventKind::Modify(notify::event::ModifyKind::Any) => {}
-                EventKind::Access(_) => return,
-                _ => super::wake(&cb_scan),
-            }
-            if let Ok(wakers) = cb_wakers.lock() {
-                for path in &event.paths {
-                    if let Some(n) = wakers.get(path) {
+                | EventKind::Modify(notify::event::ModifyKind::Any) => {
+                    for path in &event.paths {
+                        if let Some(n) = wakers.get(path) {
+                            super::wake(n);
+                        }
+                    }
+                }
+                EventKind::Access(_) => {}
+                // Created, renamed, removed: rare. The scanner looks for new files, and every
+                // task checks whether its file was rotated away (its path now elsewhere).
+                _ => {
+                    super::wake(&cb_scan);
+                    for n in wakers.values() {
                         super::wake(n);
                     }
                 }
@@ -59,6 +69,7 @@ impl Watch {
             wakers,
             by_key: HashMap::new(),
             scan,
+            all_watched: Arc::default(),
         }
     }
 
@@ -77,6 +88,18 @@ impl Watch {
                 self.watched.insert(dir.clone());
             }
         }
+        let all = self.dirs.iter().all(|(d, _)| self.watched.contains(d));
+        self.all_watched.store(all, Ordering::Relaxed);
+    }
+
+    /// Whether notifications cover every folder the globs start from.
+    pub fn all_watched(&self) -> bool {
+        self.all_watched.load(Ordering::Relaxed)
+    }
+
+    /// Shared with the tail tasks, which poll slower while it is set.
+    pub fn all_watched_flag(&self) -> Arc<AtomicBool> {
+        self.all_watched.clone()
     }
 
     /// The waker of the tail task of the file `key`, found at `path`.
@@ -87,6 +110,22 @@ impl Watch {
         }
         self.by_key.insert(key, path.to_path_buf());
         notify
+    }
+
+    /// The tailed file `key` is (now) found at `path`: after a rename, its wake-ups follow it.
+    pub fn track(&mut self, key: (u64, u64), path: &Path) {
+        let Some(old) = self.by_key.get(&key) else {
+            return;
+        };
+        if old == path {
+            return;
+        }
+        if let Ok(mut wakers) = self.wakers.lock() {
+            if let Some(n) = wakers.remove(old) {
+                wakers.insert(path.to_path_buf(), n);
+            }
+        }
+        self.by_key.insert(key, path.to_path_buf());
     }
 
     /// The tail task of `key` has ended.
