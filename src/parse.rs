@@ -1102,17 +1102,32 @@ fn epoch_float(x: f64) -> Option<i64> {
 /// has a fixed width and sorts in time order. Outside it, the year is written ISO 8601's
 /// expanded way (`-0001`, `+10000`), which does not sort.
 pub fn format_timestamp_micros(micros: i64) -> String {
+    let mut out = String::with_capacity(27);
+    write_timestamp_micros(&mut out, micros);
+    out
+}
+
+/// [`format_timestamp_micros`] into a caller's buffer (no allocation per row on the hot path).
+pub fn write_timestamp_micros(out: &mut String, micros: i64) {
+    use std::fmt::Write as _;
     let secs = micros.div_euclid(1_000_000);
     let frac = micros.rem_euclid(1_000_000);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
     let (h, m, s) = (sod / 3600, sod % 3600 / 60, sod % 60);
-    if (0..=9999).contains(&year) {
-        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{frac:06}Z")
+    // Writing into a String cannot fail.
+    let _ = if (0..=9999).contains(&year) {
+        write!(
+            out,
+            "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{frac:06}Z"
+        )
     } else {
-        format!("{year:+05}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{frac:06}Z")
-    }
+        write!(
+            out,
+            "{year:+05}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{frac:06}Z"
+        )
+    };
 }
 
 /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 → (year, month, day).
