@@ -186,6 +186,10 @@ fn describe() {
         "logbelt_up",
         "1 while every pipeline stage runs, 0 while failed or restarting."
     );
+    // Every stage's restart counter exists from the start, so that `increase()` works from 0.
+    for stage in ["tailer", "reader", "parser", "writer", "database"] {
+        counter!("logbelt_restarts_total", "stage" => stage).absolute(0);
+    }
 }
 
 /// The pipeline is running (`true`) or failed/restarting (`false`).

@@ -12,6 +12,15 @@
 //! - `faults`: panics and failed commits inside the pipeline (only with
 //!   `--features fault-injection`).
 //! - [`corpus`]: real-world log files from `/work/shared/corpus`.
+//! - [`bad_input`]: one table of bad lines (both backends), long lines written live, the corpus
+//!   with exact per-file counts.
+//! - [`files`]: directories, FIFOs, symlinks, unreadable/compressed/deleted/shrinking files;
+//!   unreachable or unwritable databases and missing `${VAR}` (exit codes).
+//! - [`splitter_props`]: proptest properties of `tail::lines::LineSplitter`.
+//! - `supervision`: restarts, the restart budget, `/health` while restarting (only with
+//!   `--features fault-injection`).
+//! - [`metrics`]: the `/metrics` counters, and backpressure seen through them.
+//! - [`chaos`]: `kill -9` at random moments while lines are written and rotated.
 //!
 //! PostgreSQL tests run when `LOGBELT_TEST_POSTGRES_URL` is set (an admin URL: each test
 //! creates and drops its own database); otherwise they are skipped, or fail when
@@ -21,12 +30,14 @@
 mod util;
 
 mod bad_input;
+mod chaos;
 mod cli;
 mod corpus;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod files;
 mod inspect;
+mod metrics;
 mod outage;
 mod pipeline;
 mod postgres;
@@ -34,3 +45,5 @@ mod restart;
 mod rotation;
 mod shutdown;
 mod splitter_props;
+#[cfg(feature = "fault-injection")]
+mod supervision;

@@ -5,6 +5,7 @@
 //! - [`db`]: the database and the queries over it.
 //! - [`model`]: the lines written, and the assertions against the tables.
 //! - [`daemon`]: the child process.
+//! - [`endpoint`]: the `/metrics` and `/health` endpoint, extra config tables, `LOGBELT_FAULTS`.
 //!
 //! Waiting is always "poll a condition under a deadline" ([`wait_until`]): a test never sleeps in
 //! place of a signal it could observe.
@@ -16,10 +17,12 @@ use tempfile::TempDir;
 
 mod daemon;
 mod db;
+mod endpoint;
 mod model;
 
 pub use daemon::*;
 pub use db::*;
+pub use endpoint::*;
 pub use model::*;
 
 /// The binary under test.

@@ -62,7 +62,10 @@ impl StreamHandler<LineBatch> for Reader {
                 .into_actor(self)
                 .map(|sent, act, ctx| {
                     if let Err(e) = sent {
-                        act.guard.fail(e.to_string());
+                        // The next stage is gone: its own guard reports why (the root cause);
+                        // reporting "gone" here too would race it and blame the wrong stage.
+                        tracing::debug!(error = %e, "Next stage gone; stopping.");
+                        act.guard.disarm();
                         ctx.stop();
                     }
                 }),

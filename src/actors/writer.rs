@@ -94,7 +94,8 @@ impl Writer {
         };
         ctx.wait(sends.into_actor(self).map(|sent, act, ctx| {
             if sent.is_err() {
-                act.guard.fail("committer is gone".into());
+                // The committer's own guard reports why it is gone.
+                act.guard.disarm();
                 ctx.stop();
             }
         }));
@@ -113,6 +114,11 @@ impl Handler<Records> for Writer {
     type Result = ();
 
     fn handle(&mut self, Records(batch): Records, ctx: &mut Context<Self>) {
+        // A transaction holds at most `batch_rows` rows (a batch never holds more).
+        let rows = batch.rows().max(1);
+        if self.pending_rows + rows > self.batch_rows {
+            self.hand_over(ctx);
+        }
         if self.pending.is_empty() {
             let epoch = self.epoch;
             ctx.run_later(self.flush_interval, move |act, ctx| {
@@ -121,7 +127,7 @@ impl Handler<Records> for Writer {
                 }
             });
         }
-        self.pending_rows += batch.rows().max(1);
+        self.pending_rows += rows;
         self.pending.push(batch);
         if self.pending_rows >= self.batch_rows {
             self.hand_over(ctx);

@@ -36,19 +36,33 @@ impl DbError {
     pub fn transient(message: impl Into<String>) -> Self {
         DbError {
             kind: ErrorKind::Transient,
-            message: message.into(),
+            message: one_line(message.into()),
         }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {
         DbError {
             kind: ErrorKind::Permanent,
-            message: message.into(),
+            message: one_line(message.into()),
         }
     }
 
     pub fn is_transient(&self) -> bool {
         self.kind == ErrorKind::Transient
+    }
+}
+
+/// Database messages (libpq's especially) carry newlines; an error is reported on one line.
+fn one_line(message: String) -> String {
+    if message.contains('\n') {
+        let lines: Vec<&str> = message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.join("; ")
+    } else {
+        message
     }
 }
 

@@ -172,22 +172,32 @@ impl FileTail {
                 }
             };
             if n > 0 {
-                let chunk = &buf[..n];
-                extend_head(&mut self.head, read_offset, chunk);
+                extend_head(&mut self.head, read_offset, &buf[..n]);
                 read_offset += n as u64;
-                splitter.feed(chunk, &mut out);
                 if orphaned_since.is_some() {
                     orphaned_since = Some(Instant::now());
                 }
-                if out.lines.len() >= settings.batch_lines || out.buf.len() >= settings.batch_bytes
-                {
-                    match self
-                        .send(&ctx, &mut out, &splitter, sent_offset, &path_str)
-                        .await
+                let mut fed = 0;
+                let mut stopped = false;
+                while fed < n {
+                    fed += splitter.feed_until(&buf[fed..n], &mut out, settings.batch_lines);
+                    if out.lines.len() >= settings.batch_lines
+                        || out.buf.len() >= settings.batch_bytes
                     {
-                        Ok(()) => sent_offset = splitter.boundary(),
-                        Err(_) => break EndReason::Stopped,
+                        match self
+                            .send(&ctx, &mut out, &splitter, sent_offset, &path_str)
+                            .await
+                        {
+                            Ok(()) => sent_offset = splitter.boundary(),
+                            Err(_) => {
+                                stopped = true;
+                                break;
+                            }
+                        }
                     }
+                }
+                if stopped {
+                    break EndReason::Stopped;
                 }
                 continue;
             }

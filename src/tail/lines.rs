@@ -47,7 +47,8 @@ pub struct LineSplitter {
     /// Bytes of the pending line seen so far (more than `partial.len()` once it is too long).
     line_len: u64,
     /// The pending line's bytes, at most `max_line_bytes + 1` of them (one more than the limit, so
-    /// a final `\r` can still be dropped from a line exactly at the limit).
+    /// a final `\r` can still be dropped from a line exactly at the limit; three more at the
+    /// start of the file, for a BOM).
     partial: Vec<u8>,
     /// The last byte of the pending line seen so far (a `\r` there is dropped if `\n` follows),
     /// kept even when the line is too long to keep its bytes.
@@ -77,9 +78,17 @@ impl LineSplitter {
     }
 
     /// Feeds the next bytes of the file; complete lines go to `out`.
-    pub fn feed(&mut self, mut chunk: &[u8], out: &mut LinesOut) {
-        while let Some(i) = memchr::memchr(b'\n', chunk) {
-            let segment = &chunk[..i];
+    pub fn feed(&mut self, chunk: &[u8], out: &mut LinesOut) {
+        self.feed_until(chunk, out, usize::MAX);
+    }
+
+    /// Feeds bytes until `out` holds `max_lines` lines; returns how many bytes of `chunk` it
+    /// took (feed the rest once `out` has been handed over). This is what keeps a batch, and so
+    /// a transaction, within `batch_rows` however short the lines are.
+    pub fn feed_until(&mut self, chunk: &[u8], out: &mut LinesOut, max_lines: usize) -> usize {
+        let mut rest = chunk;
+        while let Some(i) = memchr::memchr(b'\n', rest) {
+            let segment = &rest[..i];
             if self.line_len == 0 {
                 // Fast path: the whole line is inside this chunk.
                 self.finish(segment, segment.len() as u64, segment.last().copied(), out);
@@ -90,13 +99,19 @@ impl LineSplitter {
                 self.partial = pending;
                 self.partial.clear();
             }
-            chunk = &chunk[i + 1..];
+            rest = &rest[i + 1..];
+            if out.lines.len() >= max_lines {
+                return chunk.len() - rest.len();
+            }
         }
-        self.append(chunk);
+        self.append(rest);
+        chunk.len()
     }
 
     fn append(&mut self, bytes: &[u8]) {
-        let room = (self.max_line_bytes + 1).saturating_sub(self.partial.len());
+        // A BOM before the first line is dropped later: keep room for it too.
+        let bom = if self.line_start == 0 { BOM.len() } else { 0 };
+        let room = (self.max_line_bytes + 1 + bom).saturating_sub(self.partial.len());
         self.partial
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
         self.line_len += bytes.len() as u64;
@@ -185,6 +200,23 @@ mod tests {
         );
         assert_eq!(empty, 2);
         assert_eq!(boundary, 49, "the partial line is not covered");
+    }
+
+    #[test]
+    fn feed_until_stops_at_the_line_limit_and_resumes_where_it_stopped() {
+        let data = b"{}\n{}\n\n{}\n{}\npart";
+        let mut s = LineSplitter::new(0, 64);
+        let mut out = LinesOut::default();
+        let took = s.feed_until(data, &mut out, 2);
+        assert_eq!((took, out.lines.len(), s.boundary()), (6, 2, 6));
+        let mut rest = LinesOut::default();
+        let took2 = s.feed_until(&data[took..], &mut rest, 2);
+        assert_eq!(
+            (took + took2, rest.lines.len(), rest.empty_lines),
+            (13, 2, 1)
+        );
+        let took3 = s.feed_until(&data[took + took2..], &mut LinesOut::default(), 2);
+        assert_eq!((took3, s.boundary(), s.pending_bytes()), (4, 13, 4));
     }
 
     #[test]

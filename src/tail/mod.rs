@@ -332,28 +332,70 @@ fn expand_globs(
     let mut found = Vec::new();
     for (idx, source) in sources.iter().enumerate() {
         for pattern in &source.include {
-            let paths = match glob::glob(pattern) {
+            let paths = match matching_paths(pattern) {
                 Ok(paths) => paths,
                 Err(e) => {
                     tracing::error!(pattern = %pattern, error = %e, "Invalid glob.");
                     continue;
                 }
             };
-            for entry in paths {
-                match entry {
-                    Ok(path) if !source.is_excluded(&path) && seen.insert(path.clone()) => {
-                        let meta = std::fs::metadata(&path);
-                        found.push((idx, path, meta));
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "Unreadable path while expanding a glob.")
-                    }
+            for path in paths {
+                if !source.is_excluded(&path) && seen.insert(path.clone()) {
+                    let meta = std::fs::metadata(&path);
+                    found.push((idx, path, meta));
                 }
             }
         }
     }
     found
+}
+
+/// The paths that match `pattern` (absolute), found by walking from its longest literal prefix.
+/// Symbolic links are followed and loops detected (walkdir), so a `**` over a symlink loop ends;
+/// without `**`, the walk goes no deeper than the pattern.
+fn matching_paths(pattern: &str) -> Result<Vec<PathBuf>, globset::Error> {
+    let matcher = globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()?
+        .compile_matcher();
+    let components: Vec<_> = Path::new(pattern).components().collect();
+    let is_glob = |c: &std::path::Component<'_>| {
+        c.as_os_str()
+            .to_string_lossy()
+            .contains(['*', '?', '[', '{'])
+    };
+    let Some(first_glob) = components.iter().position(is_glob) else {
+        let path = PathBuf::from(pattern);
+        return Ok(if path.exists() {
+            vec![path]
+        } else {
+            Vec::new()
+        });
+    };
+    let root: PathBuf = components[..first_glob].iter().collect();
+    let depth = if pattern.contains("**") {
+        usize::MAX
+    } else {
+        components.len() - first_glob
+    };
+    let mut paths = Vec::new();
+    for entry in walkdir::WalkDir::new(&root)
+        .follow_links(true)
+        .min_depth(1)
+        .max_depth(depth)
+    {
+        match entry {
+            Ok(e) if matcher.is_match(e.path()) => paths.push(e.into_path()),
+            Ok(_) => {}
+            // A matching path that cannot be followed (a dangling link, a link loop) is still
+            // returned: the caller reports it once.
+            Err(e) => match e.path() {
+                Some(p) if matcher.is_match(p) => paths.push(p.to_path_buf()),
+                _ => tracing::debug!(error = %e, "Skipped while expanding a glob."),
+            },
+        }
+    }
+    Ok(paths)
 }
 
 /// The compression format whose magic bytes start `head`, if any.
