@@ -4,7 +4,8 @@
 //! prefix, raw bytes, full length). Then the live cases (a long line written in pieces), and
 //! the real-world corpus with exact per-file counts.
 //!
-//! Findings are in the `#[ignore = "bug: …"]` tests.
+//! Regression tests for bugs these tests found (fixed since): a BOM-prefixed first line at the
+//! limit that spans reads (`a_bom_first_line_at_the_limit_written_in_two_pieces_is_a_record`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -867,7 +868,6 @@ fn a_copytruncate_hole_of_zeros_becomes_one_dead_letter_and_the_file_goes_on(b: 
 /// A BOM-prefixed first line of exactly `max_line_bytes` bytes, written in two pieces while
 /// logbelt runs: it must be a record at offset 3.
 #[test]
-#[ignore = "bug: src/tail/lines.rs keeps max_line_bytes+1 bytes counting the BOM, then strips it: 2 bytes lost (see splitter_props::bom_first_line_at_the_limit_split_across_reads)"]
 fn a_bom_first_line_at_the_limit_written_in_two_pieces_is_a_record() {
     let env = TestEnv::new(Backend::Sqlite).unwrap();
     let max = 64;

@@ -264,7 +264,6 @@ proptest! {
 
     /// At file offset 0 with a leading BOM and a first line of any length.
     #[test]
-    #[ignore = "bug: a BOM-prefixed first line near or over max_line_bytes that spans reads keeps 2 bytes too few (see bom_first_line_at_the_limit_split_across_reads)"]
     fn a_leading_bom_with_a_long_first_line_whatever_the_chunking(
         first in proptest::collection::vec(any::<u8>().prop_filter("not a newline", |b| *b != b'\n'), 0..80),
         rest in stream(),
@@ -281,13 +280,12 @@ proptest! {
     }
 }
 
-/// The smallest case of the bug above, deterministic: a file that starts with a BOM and a line
-/// of exactly `max_line_bytes` bytes. Fed whole, the line is kept; fed in two reads, the
-/// splitter keeps only `max_line_bytes + 1` bytes *including the BOM*, strips the BOM, and emits
-/// the first `max_line_bytes - 2` bytes as a complete line that is not too long: 2 bytes are lost
-/// silently (the record becomes invalid JSON, or worse, a different valid value).
+/// Regression test, the smallest case of a bug the property above found: a file that starts with
+/// a BOM and a line of exactly `max_line_bytes` bytes. Fed whole, the line was kept; fed in two
+/// reads, the splitter kept only `max_line_bytes + 1` bytes *including the BOM*, stripped the
+/// BOM, and emitted the first `max_line_bytes - 2` bytes as a complete line that was not too
+/// long: 2 bytes lost silently (the record became invalid JSON).
 #[test]
-#[ignore = "bug: src/tail/lines.rs keeps max_line_bytes+1 bytes counting the BOM, then strips it"]
 fn bom_first_line_at_the_limit_split_across_reads() {
     let max = 16;
     let line = br#"{"k":"abcdefghi"}"#[..max].to_vec(); // 16 bytes
@@ -304,10 +302,9 @@ fn bom_first_line_at_the_limit_split_across_reads() {
     );
 }
 
-/// Also over the limit: the kept prefix is 2 bytes short of `max_line_bytes` when the line
+/// Also over the limit: the kept prefix was 2 bytes short of `max_line_bytes` when the line
 /// spans reads.
 #[test]
-#[ignore = "bug: src/tail/lines.rs keeps max_line_bytes+1 bytes counting the BOM, then strips it"]
 fn bom_first_line_over_the_limit_split_across_reads() {
     let max = 16;
     let line = vec![b'y'; 40];
