@@ -103,6 +103,25 @@ fn assert_every_seq_once(db: &TestDb, n: u64) {
         .copied()
         .filter(|s| *s < 0 || *s >= n as i64)
         .collect();
+    if !twice.is_empty() {
+        // Where the doubles are: which files (ids, paths, positions) hold them.
+        let seq = twice[0].0;
+        let sql = match db.backend {
+            Backend::Sqlite => format!(
+                "SELECT e.file_id AS file_id, e.file_offset AS file_offset, f.path AS path \
+                 FROM log_events e LEFT JOIN files f ON f.id = e.file_id \
+                 WHERE CAST(json_extract(e.fields, '$.seq') AS INTEGER) = {seq}"
+            ),
+            Backend::Postgres => format!(
+                "SELECT e.file_id AS file_id, e.file_offset AS file_offset, f.path AS path \
+                 FROM log_events e LEFT JOIN files f ON f.id = e.file_id \
+                 WHERE (e.fields->>'seq')::bigint = {seq}"
+            ),
+        };
+        let rows: Vec<crate::util::OffsetRow> = db.load(&sql);
+        eprintln!("seq {seq} stored at {rows:?}");
+        eprintln!("files: {:?}", db.files());
+    }
     assert!(
         missing.is_empty() && twice.is_empty() && unknown.is_empty(),
         "{n} lines written, {} records: {} missing (e.g. {:?}), {} stored more than once (e.g. \

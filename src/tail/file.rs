@@ -2,13 +2,11 @@
 //! bridge, and notices truncation, rotation and deletion (DESIGN.md §5). It never commits
 //! anything: its position only becomes durable when the writer commits the batch.
 
-use std::io::SeekFrom;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -72,7 +70,8 @@ pub struct FileTail {
     pub key: (u64, u64),
     pub meta: Arc<FileMeta>,
     pub path: PathBuf,
-    pub file: tokio::fs::File,
+    /// The open file, shared with the blocking reads (positional: no seek state).
+    pub file: Arc<std::fs::File>,
     /// Offset at which reading starts (a line boundary).
     pub offset: u64,
     /// The file's first bytes, up to [`FINGERPRINT_MAX_BYTES`] (at least up to `offset`).
@@ -103,20 +102,6 @@ impl FileTail {
         // must not hold a thousand buffers.
         let mut buf: Vec<u8> = Vec::new();
         let mut out = LinesOut::default();
-        if let Err(e) = self.file.seek(SeekFrom::Start(self.offset)).await {
-            tracing::warn!(path = %path_str, error = %e, "Cannot seek; the file is skipped until the next scan.");
-            return self.end(sent_offset, EndReason::Failed);
-        }
-        // A second handle for the cheap checks made at every wake-up (fstat, the first bytes):
-        // plain blocking calls that take microseconds on a local file, without the thread hop
-        // of tokio::fs, so that a thousand idle files cost next to nothing.
-        let checks = match self.file.try_clone().await {
-            Ok(f) => f.into_std().await,
-            Err(e) => {
-                tracing::warn!(path = %path_str, error = %e, "Cannot duplicate the file handle.");
-                return self.end(sent_offset, EndReason::Failed);
-            }
-        };
         // Set once the path no longer leads to this file: when it then idles, the task ends.
         let mut orphaned_since: Option<Instant> = None;
         // Set after each wait (with whether a notification woke us): before reading on, check
@@ -129,15 +114,11 @@ impl FileTail {
             }
             let mut nothing_new = false;
             if let Some(notified) = woke.take() {
-                match self.changed(&checks, read_offset, notified) {
+                match self.changed(read_offset, notified) {
                     Ok(Change::None) => nothing_new = true,
                     Ok(Change::Grew) => {}
                     Ok(Change::Truncated) => {
                         tracing::info!(path = %path_str, position = read_offset, "File truncated; reading it again from the start.");
-                        if let Err(e) = self.file.seek(SeekFrom::Start(0)).await {
-                            tracing::warn!(path = %path_str, error = %e, "Cannot seek after truncation.");
-                            break EndReason::Failed;
-                        }
                         // New content: a new file id, so that (file_id, file_offset) stays unique
                         // and the old content's position never moves backwards.
                         self.meta = Arc::new(FileMeta {
@@ -162,7 +143,21 @@ impl FileTail {
                 if buf.is_empty() {
                     buf = vec![0u8; settings.read_buffer_bytes];
                 }
-                self.file.read(&mut buf).await
+                // Positional reads on a blocking thread (as tokio::fs does), one per chunk.
+                let (file, mut chunk, at) =
+                    (self.file.clone(), std::mem::take(&mut buf), read_offset);
+                let done = tokio::task::spawn_blocking(move || {
+                    let n = file.read_at(&mut chunk, at);
+                    (chunk, n)
+                })
+                .await;
+                match done {
+                    Ok((chunk, n)) => {
+                        buf = chunk;
+                        n
+                    }
+                    Err(e) => Err(std::io::Error::other(e)),
+                }
             };
             let n = match read {
                 Ok(n) => n,
@@ -245,15 +240,11 @@ impl FileTail {
     /// What happened to the open file while the task waited: it is shorter than `read_offset`,
     /// or its first bytes are no longer the ones read from it (truncated); it is longer (grew);
     /// or neither. The first bytes are compared only when the size changed or a notification
-    /// said the file was written (a rewrite to the very same size).
-    fn changed(
-        &self,
-        checks: &std::fs::File,
-        read_offset: u64,
-        notified: bool,
-    ) -> std::io::Result<Change> {
-        use std::os::unix::fs::FileExt;
-        let len = checks.metadata()?.len();
+    /// said the file was written (a rewrite to the very same size). Plain blocking calls (an
+    /// fstat, at most a 1 KiB pread): microseconds on a local file, without the thread hop of
+    /// tokio::fs, so that a thousand idle files cost next to nothing.
+    fn changed(&self, read_offset: u64, notified: bool) -> std::io::Result<Change> {
+        let len = self.file.metadata()?.len();
         if len < read_offset {
             return Ok(Change::Truncated);
         }
@@ -265,7 +256,7 @@ impl FileTail {
             });
         }
         let mut now = vec![0u8; self.head.len()];
-        match checks.read_exact_at(&mut now, 0) {
+        match self.file.read_exact_at(&mut now, 0) {
             Ok(()) if now != self.head => Ok(Change::Truncated),
             Ok(()) if len == read_offset => Ok(Change::None),
             Ok(()) => Ok(Change::Grew),

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -230,26 +229,30 @@ impl Tailer {
             self.watch.track(key, &path);
             return;
         }
-        let mut file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) => {
+        let opened = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || open_with_head(&path)).await
+        };
+        let (file, head, meta) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(e)) => {
                 self.warn_once(
                     &path,
-                    format_args!("cannot open: {e}; retrying at every scan"),
+                    format_args!("cannot open or read: {e}; retrying at every scan"),
                 );
                 return;
             }
+            Err(e) => {
+                self.warn_once(&path, format_args!("cannot open: {e}"));
+                return;
+            }
         };
-        let mut head = Vec::with_capacity(FINGERPRINT_MAX_BYTES);
-        if let Err(e) = (&mut file)
-            .take(FINGERPRINT_MAX_BYTES as u64)
-            .read_to_end(&mut head)
-            .await
-        {
-            self.warn_once(
-                &path,
-                format_args!("cannot read: {e}; retrying at every scan"),
-            );
+        // The path may have been renamed and replaced between the scan's stat and this open
+        // (rotation): what counts is the file actually opened. Deciding on the stale key would
+        // give the new file the old one's identity, and the new file a second task later.
+        let key = (meta.dev(), meta.ino());
+        if self.tailing.contains(&key) {
+            self.watch.track(key, &path);
             return;
         }
         if let Some(kind) = compression(&head) {
@@ -298,7 +301,7 @@ impl Tailer {
             key,
             meta: file_meta,
             path: path.clone(),
-            file,
+            file: Arc::new(file),
             offset,
             head,
         };
@@ -396,6 +399,19 @@ fn matching_paths(pattern: &str) -> Result<Vec<PathBuf>, globset::Error> {
         }
     }
     Ok(paths)
+}
+
+/// Opens a file, reads its first bytes (at most [`FINGERPRINT_MAX_BYTES`]) and its metadata,
+/// all from the one handle.
+fn open_with_head(path: &Path) -> std::io::Result<(std::fs::File, Vec<u8>, std::fs::Metadata)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut head = Vec::with_capacity(FINGERPRINT_MAX_BYTES);
+    (&mut file)
+        .take(FINGERPRINT_MAX_BYTES as u64)
+        .read_to_end(&mut head)?;
+    let meta = file.metadata()?;
+    Ok((file, head, meta))
 }
 
 /// The compression format whose magic bytes start `head`, if any.
