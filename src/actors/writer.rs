@@ -262,13 +262,25 @@ fn report_commit(batches: &[RecordBatch], elapsed: Duration) {
             metrics::file_lag(&p.path, m.len().saturating_sub(p.offset));
         }
     }
-    tracing::debug!(
-        records,
-        dead_letters = reasons.len(),
-        elapsed_ms = elapsed.as_millis() as u64,
-        "Committed."
-    );
+    if elapsed >= SLOW_COMMIT {
+        tracing::warn!(
+            records,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "Slow commit: the database was slow, locked or unavailable; reading waited meanwhile."
+        );
+    } else {
+        tracing::debug!(
+            records,
+            dead_letters = reasons.len(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "Committed."
+        );
+    }
 }
+
+/// A commit that takes this long (retries included) is logged as a warning: with PostgreSQL, a
+/// COPY waiting on a lock fails nothing and would otherwise stall in silence.
+const SLOW_COMMIT: Duration = Duration::from_secs(5);
 
 /// Commits, retrying transient errors with exponential backoff until it works, the error turns
 /// permanent, or `cancel` is set (pipeline torn down). A permanent error caused by one line (a
