@@ -38,11 +38,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use diesel::connection::SimpleConnection;
-use diesel::expression::AsExpression;
-use diesel::pg::{Pg, PgConnection};
+use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::serialize::{IsNull, Output, ToSql};
-use diesel::sql_types::{BigInt, Jsonb};
+use diesel::sql_types::BigInt;
 
 /// The binary under test, built by cargo with the bench's profile.
 const LOGBELT: &str = env!("CARGO_BIN_EXE_logbelt");
@@ -1233,7 +1231,7 @@ mod throughput {
         let start = Instant::now();
         conn.transaction(|c| {
             for chunk in events.chunks(COPY_CHUNK_ROWS) {
-                diesel::copy_from(pg_schema::log_events::table)
+                diesel::copy_from(logbelt::db::schema::postgres::log_events::table)
                     .from_insertable(chunk)
                     .execute(c)?;
             }
@@ -1310,39 +1308,12 @@ mod throughput {
     }
 }
 
-/// `log_events` as the PostgreSQL ceiling writes it (the columns logbelt writes).
-mod pg_schema {
-    diesel::table! {
-        log_events (id) {
-            id -> BigInt,
-            host -> Text,
-            source -> Text,
-            file_id -> BigInt,
-            file_offset -> BigInt,
-            ts -> Nullable<Timestamptz>,
-            level -> Nullable<Text>,
-            message -> Nullable<Text>,
-            fields -> Jsonb,
-            ingested_at -> Timestamptz,
-        }
-    }
-}
-
-/// A JSON text sent to a `jsonb` column as is (binary format: version byte 1, then the text).
-#[derive(Debug, AsExpression)]
-#[diesel(sql_type = Jsonb)]
-struct RawJson<'a>(&'a str);
-
-impl ToSql<Jsonb, Pg> for RawJson<'_> {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> diesel::serialize::Result {
-        out.write_all(&[1])?;
-        out.write_all(self.0.as_bytes())?;
-        Ok(IsNull::No)
-    }
-}
+// The PostgreSQL ceiling writes into logbelt's own table, with logbelt's `RawJson` (a JSON text
+// sent to `jsonb` as is), so that the two sides load the very same columns.
+use logbelt::db::postgres::RawJson;
 
 #[derive(Insertable)]
-#[diesel(table_name = pg_schema::log_events)]
+#[diesel(table_name = logbelt::db::schema::postgres::log_events)]
 #[diesel(treat_none_as_default_value = false)]
 struct PgEvent<'a> {
     host: &'a str,

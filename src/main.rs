@@ -100,24 +100,18 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Run { config, once } => {
-            let config = match Config::load(&config) {
+            let config = match load_config(&config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("logbelt: {e}");
-                    return ExitCode::from(EXIT_BAD_CONFIG);
-                }
+                Err(code) => return code,
             };
             let code = logbelt::run::run(config, once);
             // Exit now: a commit still retrying against a dead database must not hold the process.
             std::process::exit(code);
         }
         Command::Validate { config } => {
-            let config = match Config::load(&config) {
+            let config = match load_config(&config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("logbelt: {e}");
-                    return ExitCode::from(EXIT_BAD_CONFIG);
-                }
+                Err(code) => return code,
             };
             if let Err(e) = logbelt::db::check_reachable(&config.database) {
                 eprintln!("logbelt: {}: database.url: {e}", config.path.display());
@@ -132,12 +126,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Status { config, json } => {
-            let config = match Config::load(&config) {
+            let config = match load_config(&config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("logbelt: {e}");
-                    return ExitCode::from(EXIT_BAD_CONFIG);
-                }
+                Err(code) => return code,
             };
             logbelt::inspect::exit_code(logbelt::inspect::status::status(&config, json))
         }
@@ -152,12 +143,9 @@ fn main() -> ExitCode {
             limit,
             json,
         } => {
-            let config = match Config::load(&config) {
+            let config = match load_config(&config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("logbelt: {e}");
-                    return ExitCode::from(EXIT_BAD_CONFIG);
-                }
+                Err(code) => return code,
             };
             let options = logbelt::inspect::query::QueryOptions {
                 since,
@@ -172,6 +160,14 @@ fn main() -> ExitCode {
             logbelt::inspect::exit_code(logbelt::inspect::query::query(&config, &options))
         }
     }
+}
+
+/// Loads the config, or prints its one-line error and gives the exit code for a bad config.
+fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("logbelt: {e}");
+        ExitCode::from(EXIT_BAD_CONFIG)
+    })
 }
 
 fn init_logging(format: LogFormat) {
