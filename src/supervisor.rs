@@ -110,7 +110,8 @@ impl Supervisor {
             let positions = stores[0].load_positions(&config.agent.host)?;
             Ok::<_, db::DbError>((stores, positions))
         });
-        ctx.wait(opened.into_actor(self).map(move |opened, act, ctx| {
+        // Spawned, not waited for: a signal must be heard while the database is being opened.
+        ctx.spawn(opened.into_actor(self).map(move |opened, act, ctx| {
             if act.shutting_down && act.pipeline.is_none() {
                 act.exit(ctx, 0);
                 return;
@@ -300,7 +301,8 @@ impl Supervisor {
             .min(s.restart_backoff_max);
         tracing::warn!(stage, reason = %reason, restart = n, backoff_ms = backoff.as_millis() as u64, "Restarting the pipeline from the committed positions.");
         let down = self.tear_down();
-        ctx.wait(
+        // Spawned, not waited for: a signal during the backoff exits at once (nothing is running).
+        ctx.spawn(
             async move {
                 down.await;
                 tokio::time::sleep(backoff).await;
@@ -363,6 +365,12 @@ impl Handler<Shutdown> for Supervisor {
             return;
         }
         self.shutting_down = true;
+        if self.pipeline.is_none() {
+            // Starting or restarting: nothing reads, nothing is in flight to drain.
+            tracing::info!("Shutting down while no pipeline runs; exiting.");
+            self.exit(ctx, 0);
+            return;
+        }
         let timeout = self.config.shutdown.drain_timeout;
         tracing::info!(
             drain_timeout_ms = timeout.as_millis() as u64,

@@ -334,3 +334,26 @@ fn stop(d: &mut Daemon) {
     d.sigint();
     d.assert_exit_ok();
 }
+
+both_backends!(a_signal_during_the_restart_backoff_exits_at_once);
+/// While the pipeline waits out its restart backoff nothing runs and nothing is in flight: a
+/// SIGINT then ends the process at once with 0 (it does not wait out the backoff), and the next
+/// run still stores every line exactly once.
+fn a_signal_during_the_restart_backoff_exits_at_once(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    // A backoff far longer than the deadline below: only an immediate exit passes.
+    write_config_with(&env, &env.config().small_batches(), &supervisor(5, 120_000));
+    let w = write_files(&env, 500);
+    let mut d = spawn_with_env(&env, &["run"], &[("LOGBELT_FAULTS", "failed_commits=1")]);
+    d.wait_for_log(RESTARTING);
+    d.sigint();
+    let status = d.wait_exit(std::time::Duration::from_secs(20));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit code\n--- stderr ---\n{}",
+        d.stderr()
+    );
+    env.run_once();
+    w.assert_stored(&env.db);
+}
