@@ -41,6 +41,11 @@ pub struct FilePosition {
     /// Byte offset just past the last byte the batch covers (its last newline). Committing it
     /// means every line before it is stored.
     pub offset: u64,
+    /// The file is deleted and read to its end: this (empty) batch removes its position instead
+    /// of storing it (DESIGN.md §6: positions of files that are gone are forgotten once fully
+    /// committed). It travels behind the file's last batch, so everything before it is committed
+    /// first.
+    pub forget: bool,
 }
 
 /// One line inside a [`LineBatch`].

@@ -266,3 +266,39 @@ fn a_new_file_in_place_of_a_deleted_one_is_read_from_the_start(b: Backend) {
     env.run_once();
     assert_lines_once(&env.db, &[("a", 0..30), ("n", 0..60)]);
 }
+
+both_backends!(a_deleted_file_is_forgotten_once_read_to_its_end);
+/// DESIGN.md §6: the position of a file that is gone is forgotten once everything in it is
+/// committed. A deleted file (no name left) is read to its end, its rows stay, its `files` row
+/// goes; the other files go on; a later run stores nothing twice.
+fn a_deleted_file_is_forgotten_once_read_to_its_end(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    env.config().write(&env);
+    let (a, b_log) = (env.log("a.jsonl"), env.log("b.jsonl"));
+    append_lines(&a, &json_lines("a", 0, 20));
+    append_lines(&b_log, &json_lines("b", 0, 10));
+    let mut d = env.start();
+    d.wait_started();
+    env.db.wait_rows(30, Some(&mut d));
+    let a_path = a.display().to_string();
+    assert!(
+        env.db.files().iter().any(|f| f.path == a_path),
+        "a.jsonl has a position"
+    );
+
+    std::fs::remove_file(&a).unwrap();
+    crate::util::wait_until(
+        "the deleted file's position to be forgotten",
+        crate::util::DEADLINE,
+        || !env.db.files().iter().any(|f| f.path == a_path),
+    );
+    append_lines(&b_log, &json_lines("b", 10, 5));
+    env.db.wait_rows(35, Some(&mut d));
+    d.sigint();
+    d.assert_exit_ok();
+
+    let paths: Vec<String> = env.db.files().into_iter().map(|f| f.path).collect();
+    assert_eq!(paths, vec![b_log.display().to_string()], "positions left");
+    env.run_once();
+    assert_lines_once(&env.db, &[("a", 0..20), ("b", 0..15)]);
+}

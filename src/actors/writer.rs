@@ -114,9 +114,12 @@ impl Handler<Records> for Writer {
     type Result = ();
 
     fn handle(&mut self, Records(batch): Records, ctx: &mut Context<Self>) {
-        // A transaction holds at most `batch_rows` rows (a batch never holds more).
+        // A transaction holds at most `batch_rows` rows (a batch never holds more). A forget
+        // batch commits alone: a transaction without rows can always be tried again, whatever
+        // the outcome of an earlier try (see `db::already_committed`).
         let rows = batch.rows().max(1);
-        if self.pending_rows + rows > self.batch_rows {
+        let forget = batch.position.forget;
+        if self.pending_rows + rows > self.batch_rows || forget {
             self.hand_over(ctx);
         }
         if self.pending.is_empty() {
@@ -129,7 +132,7 @@ impl Handler<Records> for Writer {
         }
         self.pending_rows += rows;
         self.pending.push(batch);
-        if self.pending_rows >= self.batch_rows {
+        if self.pending_rows >= self.batch_rows || forget {
             self.hand_over(ctx);
         }
     }

@@ -275,6 +275,10 @@ fn write(
             .execute(conn)?;
     }
     for p in final_positions(batches) {
+        if p.forget {
+            diesel::delete(files::table.filter(files::id.eq(p.file.id))).execute(conn)?;
+            continue;
+        }
         let row = FileRow {
             id: p.file.id,
             host,

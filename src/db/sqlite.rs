@@ -202,6 +202,11 @@ fn write(
          updated_at = excluded.updated_at",
     )?;
     for p in final_positions(batches) {
+        if p.forget {
+            tx.prepare_cached("DELETE FROM files WHERE id = ?1")?
+                .execute([p.file.id])?;
+            continue;
+        }
         position.execute(rusqlite::params![
             p.file.id,
             host,

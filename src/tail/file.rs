@@ -47,8 +47,10 @@ fn extend_head(head: &mut Vec<u8>, offset: u64, chunk: &[u8]) {
 pub enum EndReason {
     /// `--once`: the file was read to its end.
     ReachedEnd,
-    /// The file was renamed away or deleted and then stayed idle.
+    /// The file was renamed away and then stayed idle.
     Gone,
+    /// The file was deleted, read to its end, and its position is being forgotten.
+    Deleted,
     /// Shutdown or restart, or the bridge closed.
     Stopped,
     /// Reading failed (the message is logged).
@@ -219,7 +221,17 @@ impl FileTail {
             } else {
                 let since = *orphaned_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= ROTATED_FILE_GRACE {
-                    tracing::debug!(path = %path_str, "Rotated or deleted file is idle; done with it.");
+                    // Deleted (no name left, it can never be met again): forget its position.
+                    // Merely renamed: keep it, the file may match a glob under its new name.
+                    let deleted = self.file.metadata().is_ok_and(|m| m.nlink() == 0);
+                    if deleted {
+                        tracing::debug!(path = %path_str, "Deleted file read to its end; forgetting it.");
+                        if self.forget(&ctx, sent_offset, &path_str).await.is_err() {
+                            break EndReason::Stopped;
+                        }
+                        break EndReason::Deleted;
+                    }
+                    tracing::debug!(path = %path_str, "Rotated file is idle; done with it.");
                     break EndReason::Gone;
                 }
             }
@@ -275,6 +287,28 @@ impl FileTail {
         }
     }
 
+    /// Sends the empty batch that forgets this (deleted) file's position once everything before
+    /// it is committed.
+    async fn forget(&self, ctx: &TailTaskCtx, offset: u64, path: &Arc<str>) -> Result<(), Stop> {
+        let batch = LineBatch {
+            buf: Vec::new(),
+            lines: Vec::new(),
+            empty_lines: 0,
+            bytes: 0,
+            position: FilePosition {
+                file: self.meta.clone(),
+                path: path.clone(),
+                identity: identity(self.key.0, self.key.1, &self.head, offset),
+                offset,
+                forget: true,
+            },
+        };
+        tokio::select! {
+            r = ctx.tx.send(batch) => r.map_err(|_| Stop::Closed),
+            _ = ctx.cancel.cancelled() => Err(Stop::Cancelled),
+        }
+    }
+
     /// Sends the lines gathered so far. Waits while the bridge is full: that is the backpressure.
     async fn send(
         &self,
@@ -302,6 +336,7 @@ impl FileTail {
                 path: path.clone(),
                 identity: identity(self.key.0, self.key.1, &self.head, offset),
                 offset,
+                forget: false,
             },
         };
         tokio::select! {

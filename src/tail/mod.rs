@@ -168,6 +168,11 @@ impl Tailer {
         self.tailing.remove(&end.key);
         crate::metrics::files_tailed(self.tailing.len());
         self.watch.forget(end.key);
+        if end.reason == EndReason::Deleted {
+            // Its inode may be reused by a new file: nothing of it is worth remembering.
+            self.known.remove(&end.key);
+            return;
+        }
         let len = end
             .head
             .len()
@@ -182,9 +187,6 @@ impl Tailer {
                 fingerprint: fnv1a(&end.head[..len]),
             },
         );
-        if end.reason == EndReason::Gone {
-            tracing::debug!(inode = end.key.1, "File gone.");
-        }
     }
 
     /// Looks for files that match the globs and are not tailed yet.
