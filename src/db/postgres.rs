@@ -327,6 +327,10 @@ fn classify(context: &str, e: DieselError) -> DbError {
                     || m.contains("server closed the connection")
                     || m.contains("could not connect")
                     || m.contains("no connection")
+                    // A deadlock, or a lock/statement timeout an operator set: the same
+                    // transaction can succeed when tried again.
+                    || m.contains("deadlock detected")
+                    || m.contains("canceling statement due to")
                 {
                     DbError::transient(message)
                 } else {
