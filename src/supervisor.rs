@@ -287,11 +287,7 @@ impl Supervisor {
         self.restarts.push_back(now);
         if self.restarts.len() as u64 > u64::from(s.max_restarts) {
             tracing::error!(stage, reason = %reason, max_restarts = s.max_restarts, window_ms = s.restart_window.as_millis() as u64, "Restart budget exhausted; exiting. Uncommitted lines will be read again at the next start.");
-            let down = self.tear_down();
-            ctx.wait(
-                down.into_actor(self)
-                    .map(|_, act, ctx| act.exit(ctx, EXIT_FAILURE)),
-            );
+            self.tear_down_and_exit(ctx, EXIT_FAILURE);
             return;
         }
         let n = self.restarts.len() as u32;
@@ -315,6 +311,15 @@ impl Supervisor {
                     act.start_pipeline(ctx);
                 }
             }),
+        );
+    }
+
+    /// Exits with `code` once no commit of the running pipeline can still land.
+    fn tear_down_and_exit(&mut self, ctx: &mut Context<Self>, code: i32) {
+        let down = self.tear_down();
+        ctx.wait(
+            down.into_actor(self)
+                .map(move |_, act, ctx| act.exit(ctx, code)),
         );
     }
 
@@ -395,8 +400,7 @@ impl Handler<Drained> for Supervisor {
         }
         if self.shutting_down || self.once {
             tracing::info!("Drained: everything read is committed.");
-            let down = self.tear_down();
-            ctx.wait(down.into_actor(self).map(|_, act, ctx| act.exit(ctx, 0)));
+            self.tear_down_and_exit(ctx, 0);
         } else {
             self.restart(ctx, "tailer", "reading ended unexpectedly".into());
         }
@@ -415,11 +419,7 @@ impl Handler<StageFailed> for Supervisor {
         crate::metrics::restarted(&msg.stage.to_string());
         if self.shutting_down {
             tracing::error!("Cannot finish the drain; exiting. Uncommitted lines will be read again at the next start.");
-            let down = self.tear_down();
-            ctx.wait(
-                down.into_actor(self)
-                    .map(|_, act, ctx| act.exit(ctx, EXIT_FAILURE)),
-            );
+            self.tear_down_and_exit(ctx, EXIT_FAILURE);
             return;
         }
         self.restart(ctx, &msg.stage.to_string(), msg.reason);

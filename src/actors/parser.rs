@@ -8,7 +8,7 @@ use actix::prelude::*;
 
 use super::{StageGuard, Window};
 use crate::messages::{Flush, Lines, Records, StageGone};
-use crate::parse::{parse_line, ParseSettings};
+use crate::parse::{parse_line, ParseError, ParseSettings};
 use crate::record::{DeadLetter, LineBatch, Record, RecordBatch, Text};
 
 pub struct Parser {
@@ -118,7 +118,11 @@ pub fn parse_batch(
                 offset: line.offset,
                 raw: line.range.clone(),
                 line_bytes: full,
-                reason: format!("line of {full} bytes over the limit of {max_line_bytes} bytes"),
+                reason: ParseError::TooLong {
+                    len: full,
+                    limit: max_line_bytes as u64,
+                }
+                .to_string(),
             });
             continue;
         }

@@ -141,14 +141,6 @@ impl PgStore {
         }
         err
     }
-
-    /// The connection, for read-only commands (`status`, `query`) and tests.
-    ///
-    /// # Errors
-    /// When reconnecting fails.
-    pub fn connection(&mut self) -> Result<&mut PgConnection, DbError> {
-        self.conn()
-    }
 }
 
 fn migrate(conn: &mut PgConnection) -> Result<(), DbError> {

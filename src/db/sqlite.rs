@@ -54,11 +54,6 @@ impl SqliteStore {
             .map_err(|e| classify_fast(&format!("cannot configure SQLite database {url}"), e))?;
         Ok(SqliteStore { conn, fast })
     }
-
-    /// The connection, for read-only commands (`status`, `query`) and tests.
-    pub fn connection(&mut self) -> &mut SqliteConnection {
-        &mut self.conn
-    }
 }
 
 /// Checks that the database file can be opened, or created where it is configured.

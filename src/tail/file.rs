@@ -290,26 +290,11 @@ impl FileTail {
     /// Sends the empty batch that forgets this (deleted) file's position once everything before
     /// it is committed.
     async fn forget(&self, ctx: &TailTaskCtx, offset: u64, path: &Arc<str>) -> Result<(), Stop> {
-        let batch = LineBatch {
-            buf: Vec::new(),
-            lines: Vec::new(),
-            empty_lines: 0,
-            bytes: 0,
-            position: FilePosition {
-                file: self.meta.clone(),
-                path: path.clone(),
-                identity: identity(self.key.0, self.key.1, &self.head, offset),
-                offset,
-                forget: true,
-            },
-        };
-        tokio::select! {
-            r = ctx.tx.send(batch) => r.map_err(|_| Stop::Closed),
-            _ = ctx.cancel.cancelled() => Err(Stop::Cancelled),
-        }
+        let position = self.position(path, offset, true);
+        self.hand_over(ctx, LinesOut::default(), 0, position).await
     }
 
-    /// Sends the lines gathered so far. Waits while the bridge is full: that is the backpressure.
+    /// Sends the lines gathered so far.
     async fn send(
         &self,
         ctx: &TailTaskCtx,
@@ -326,18 +311,35 @@ impl FileTail {
             lines.lines.len() + lines.empty_lines as usize,
             bytes,
         );
+        let position = self.position(path, offset, false);
+        self.hand_over(ctx, lines, bytes, position).await
+    }
+
+    /// Where this file stands at `offset`, with its identity there.
+    fn position(&self, path: &Arc<str>, offset: u64, forget: bool) -> FilePosition {
+        FilePosition {
+            file: self.meta.clone(),
+            path: path.clone(),
+            identity: identity(self.key.0, self.key.1, &self.head, offset),
+            offset,
+            forget,
+        }
+    }
+
+    /// Puts a batch on the bridge. Waits while the bridge is full: that is the backpressure.
+    async fn hand_over(
+        &self,
+        ctx: &TailTaskCtx,
+        lines: LinesOut,
+        bytes: u64,
+        position: FilePosition,
+    ) -> Result<(), Stop> {
         let batch = LineBatch {
             buf: lines.buf,
             lines: lines.lines,
             empty_lines: lines.empty_lines,
             bytes,
-            position: FilePosition {
-                file: self.meta.clone(),
-                path: path.clone(),
-                identity: identity(self.key.0, self.key.1, &self.head, offset),
-                offset,
-                forget: false,
-            },
+            position,
         };
         tokio::select! {
             r = ctx.tx.send(batch) => r.map_err(|_| Stop::Closed),
