@@ -7,7 +7,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::ops::Range;
 
-use crate::util::{append_lines, json_lines, Backend, TestDb, TestEnv};
+use crate::util::{append_lines, json_lines, logbelt_command, Backend, Daemon, TestDb, TestEnv};
 
 /// `(tag, seq)` of every line `json_lines(tag, …)` wrote, for each `(tag, seqs)`.
 fn expected(spec: &[(&str, Range<usize>)]) -> Vec<(String, i64)> {
@@ -301,4 +301,307 @@ fn a_deleted_file_is_forgotten_once_read_to_its_end(b: Backend) {
     assert_eq!(paths, vec![b_log.display().to_string()], "positions left");
     env.run_once();
     assert_lines_once(&env.db, &[("a", 0..20), ("b", 0..15)]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rotation while running, as logrotate does it: wake-ups, copies, paths.
+// ---------------------------------------------------------------------------------------------
+
+/// A config whose fallback poll is an hour: a line that arrives within the test's deadline was
+/// woken by a file-system notification, never by the poll.
+fn notified_only(env: &TestEnv, include: &str) {
+    let mut cfg = env.config();
+    cfg.poll_interval_ms = 3_600_000;
+    cfg.sources[0].include = vec![include.into()];
+    cfg.write(env);
+}
+
+/// `logbelt run` with debug logging (for the log lines that mark internal steps).
+fn start_with_debug_log(env: &TestEnv) -> Daemon {
+    let stderr = env.path("logbelt-debug.stderr");
+    let mut cmd = logbelt_command(env.dir.path(), &stderr);
+    cmd.env("RUST_LOG", "debug")
+        .arg("run")
+        .arg("--config")
+        .arg(env.config_path());
+    Daemon::from_command(cmd, &stderr)
+}
+
+/// Renames `app.jsonl` to `app.jsonl.1` (after shifting `.1`… up by one), as logrotate's
+/// `create` does, and creates an empty `app.jsonl`.
+fn rotate_by_rename(env: &TestEnv, name: &str, keep: usize) {
+    for k in (1..keep).rev() {
+        let from = env.log(&format!("{name}.{k}"));
+        if from.exists() {
+            std::fs::rename(&from, env.log(&format!("{name}.{}", k + 1))).unwrap();
+        }
+    }
+    std::fs::rename(env.log(name), env.log(&format!("{name}.1"))).unwrap();
+    std::fs::File::create(env.log(name)).unwrap();
+}
+
+both_backends!(after_rename_and_create_the_new_file_is_woken_at_once_rotation_after_rotation);
+/// Issue: after a rename-and-create rotation the new file was looked at only by the fallback
+/// poll (wake-ups were filed by path, and the old file's entry took the new file's along). With
+/// the poll at an hour, each rotation's new lines must still arrive.
+fn after_rename_and_create_the_new_file_is_woken_at_once_rotation_after_rotation(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    notified_only(&env, "logs/app.jsonl*");
+    let app = env.log("app.jsonl");
+    append_lines(&app, &json_lines("r0", 0, 10));
+    let mut d = env.start();
+    d.wait_started();
+    env.db.wait_rows(10, Some(&mut d));
+    let mut spec = vec![("r0", 0..10)];
+    let tags = ["r1", "r2", "r3", "r4"];
+    for (i, tag) in tags.iter().enumerate() {
+        rotate_by_rename(&env, "app.jsonl", 3);
+        // One line, then more after a pause: each must be woken, not polled.
+        append_lines(&app, &json_lines(tag, 0, 1));
+        env.db.wait_rows(10 + 10 * i as i64 + 1, Some(&mut d));
+        append_lines(&app, &json_lines(tag, 1, 9));
+        env.db.wait_rows(10 + 10 * (i as i64 + 1), Some(&mut d));
+        spec.push((tag, 0..10));
+    }
+    d.sigint();
+    d.assert_exit_ok();
+    assert_lines_once(&env.db, &spec);
+}
+
+both_backends!(after_rename_and_create_with_an_exact_include_the_new_file_stays_woken);
+/// With an exact include the old file's task ends once it idles after the rename; its ending
+/// must not take the new file's wake-ups along.
+fn after_rename_and_create_with_an_exact_include_the_new_file_stays_woken(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    notified_only(&env, "logs/app.jsonl");
+    let app = env.log("app.jsonl");
+    append_lines(&app, &json_lines("old", 0, 10));
+    let mut d = start_with_debug_log(&env);
+    d.wait_started();
+    env.db.wait_rows(10, Some(&mut d));
+    rotate_by_rename(&env, "app.jsonl", 2);
+    append_lines(&app, &json_lines("new", 0, 5));
+    env.db.wait_rows(15, Some(&mut d));
+    d.wait_for_log("Rotated file is idle; done with it.");
+    append_lines(&app, &json_lines("new", 5, 5));
+    env.db.wait_rows(20, Some(&mut d));
+    d.sigint();
+    d.assert_exit_ok();
+    assert_lines_once(&env.db, &[("old", 0..10), ("new", 0..10)]);
+}
+
+both_backends!(many_files_rotated_at_once_are_all_woken);
+fn many_files_rotated_at_once_are_all_woken(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    notified_only(&env, "logs/*.jsonl*");
+    let names: Vec<String> = (0..20).map(|i| format!("f{i:02}.jsonl")).collect();
+    let tags: Vec<String> = (0..20).map(|i| format!("f{i:02}")).collect();
+    for (n, t) in names.iter().zip(&tags) {
+        append_lines(&env.log(n), &json_lines(t, 0, 5));
+    }
+    let mut d = env.start();
+    d.wait_started();
+    env.db.wait_rows(100, Some(&mut d));
+    for n in &names {
+        rotate_by_rename(&env, n, 2);
+    }
+    let new_tags: Vec<String> = tags.iter().map(|t| format!("{t}n")).collect();
+    for (n, t) in names.iter().zip(&new_tags) {
+        append_lines(&env.log(n), &json_lines(t, 0, 3));
+    }
+    env.db.wait_rows(160, Some(&mut d));
+    d.sigint();
+    d.assert_exit_ok();
+    let mut spec: Vec<(&str, Range<usize>)> = tags.iter().map(|t| (t.as_str(), 0..5)).collect();
+    spec.extend(new_tags.iter().map(|t| (t.as_str(), 0..3)));
+    assert_lines_once(&env.db, &spec);
+}
+
+both_backends!(a_renamed_file_s_position_follows_it_to_its_new_path);
+/// `status`, metrics and the `files` table name a file where it is now, not where it was first
+/// met, even when it has no new line to commit after the rename.
+fn a_renamed_file_s_position_follows_it_to_its_new_path(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    notified_only(&env, "logs/app.jsonl*");
+    let app = env.log("app.jsonl");
+    append_lines(&app, &json_lines("a", 0, 10));
+    let mut d = env.start();
+    d.wait_started();
+    env.db.wait_rows(10, Some(&mut d));
+    rotate_by_rename(&env, "app.jsonl", 3);
+    append_lines(&app, &json_lines("b", 0, 10));
+    rotate_by_rename(&env, "app.jsonl", 3);
+    append_lines(&app, &json_lines("c", 0, 10));
+    env.db.wait_rows(30, Some(&mut d));
+    let want: Vec<String> = ["app.jsonl", "app.jsonl.1", "app.jsonl.2"]
+        .iter()
+        .map(|n| env.log(n).display().to_string())
+        .collect();
+    crate::util::wait_until(
+        "the files table to name each file at its path",
+        crate::util::DEADLINE,
+        || {
+            let mut paths: Vec<String> = env.db.files().into_iter().map(|f| f.path).collect();
+            paths.sort();
+            paths == want
+        },
+    );
+    d.sigint();
+    d.assert_exit_ok();
+    assert_lines_once(&env.db, &[("a", 0..10), ("b", 0..10), ("c", 0..10)]);
+}
+
+/// Copies `name` to `name.1` and truncates `name` in place, as logrotate's `copytruncate` does.
+fn copy_truncate(env: &TestEnv, name: &str) {
+    std::fs::copy(env.log(name), env.log(&format!("{name}.1"))).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(env.log(name))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
+both_backends!(copytruncate_with_a_glob_matching_the_copy_stores_every_line_once);
+/// Issue: with `include = ["app.log*"]` the copy counted as a new file and everything already
+/// read was stored again; with an exact include, the lines not yet read when the original was
+/// truncated were lost. logbelt is stopped (SIGSTOP) while `b` lines are appended, copied and
+/// truncated, so that they are certainly unread: they exist only in the copy.
+fn copytruncate_with_a_glob_matching_the_copy_stores_every_line_once(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    notified_only(&env, "logs/app.jsonl*");
+    let app = env.log("app.jsonl");
+    append_lines(&app, &json_lines("a", 0, 40));
+    let mut d = env.start();
+    d.wait_started();
+    env.db.wait_rows(40, Some(&mut d));
+
+    d.signal(libc::SIGSTOP);
+    append_lines(&app, &json_lines("b", 0, 25));
+    copy_truncate(&env, "app.jsonl");
+    append_lines(&app, &json_lines("c", 0, 5));
+    d.signal(libc::SIGCONT);
+    env.db.wait_rows(70, Some(&mut d));
+
+    // A second rotation: the copy of the copy moves on, the new content is copied in turn.
+    std::fs::rename(env.log("app.jsonl.1"), env.log("app.jsonl.2")).unwrap();
+    copy_truncate(&env, "app.jsonl");
+    append_lines(&app, &json_lines("d", 0, 5));
+    env.db.wait_rows(75, Some(&mut d));
+    d.sigint();
+    d.assert_exit_ok();
+    assert_lines_once(
+        &env.db,
+        &[("a", 0..40), ("b", 0..25), ("c", 0..5), ("d", 0..5)],
+    );
+    // And a restart finds every file where it was left: nothing more.
+    env.run_once();
+    assert_lines_once(
+        &env.db,
+        &[("a", 0..40), ("b", 0..25), ("c", 0..5), ("d", 0..5)],
+    );
+}
+
+both_backends!(copytruncate_while_stopped_with_a_glob_matching_the_copy_stores_every_line_once);
+fn copytruncate_while_stopped_with_a_glob_matching_the_copy_stores_every_line_once(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    let mut cfg = env.config();
+    cfg.sources[0].include = vec!["logs/app.jsonl*".into()];
+    cfg.write(&env);
+    let app = env.log("app.jsonl");
+    append_lines(&app, &json_lines("a", 0, 40));
+    env.run_once();
+    append_lines(&app, &json_lines("b", 0, 25));
+    copy_truncate(&env, "app.jsonl");
+    append_lines(&app, &json_lines("c", 0, 5));
+    env.run_once();
+    assert_lines_once(&env.db, &[("a", 0..40), ("b", 0..25), ("c", 0..5)]);
+}
+
+both_backends!(files_that_share_a_header_are_each_read_whole);
+/// The known trap of content-based identity: files that begin with the same bytes (a CSV-style
+/// header, a fixed first line). Each is read whole, also when one of them is truncated and
+/// the other appears afterwards, and a file holding nothing but the header is stored too.
+fn files_that_share_a_header_are_each_read_whole(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    notified_only(&env, "logs/*.jsonl*");
+    let header = r#"{"seq":-1,"file":"hdr","msg":"logger started, format v1"}"#.to_string();
+    let (x, y, z) = (env.log("x.jsonl"), env.log("y.jsonl"), env.log("z.jsonl"));
+    append_lines(&x, std::slice::from_ref(&header));
+    append_lines(&x, &json_lines("x", 0, 30));
+    let mut d = env.start();
+    d.wait_started();
+    env.db.wait_rows(31, Some(&mut d));
+
+    // A second file with the same first line, then different lines.
+    append_lines(&y, std::slice::from_ref(&header));
+    append_lines(&y, &json_lines("y", 0, 30));
+    env.db.wait_rows(62, Some(&mut d));
+
+    // The first one truncated (no copy), then a third file with the same header.
+    OpenOptions::new()
+        .write(true)
+        .open(&x)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append_lines(&x, &json_lines("x2", 0, 3));
+    env.db.wait_rows(65, Some(&mut d));
+    append_lines(&z, std::slice::from_ref(&header));
+    append_lines(&z, &json_lines("z", 0, 30));
+    env.db.wait_rows(96, Some(&mut d));
+    d.sigint();
+    d.assert_exit_ok();
+    let mut got: Vec<(String, i64)> = stored(&env.db);
+    got.retain(|(f, _)| f == "hdr");
+    assert_eq!(got.len(), 3, "the header line of each file");
+    env.db.assert_no_duplicates();
+    assert_eq!(env.db.dead_count(), 0);
+}
+
+both_backends!(a_plain_copy_of_a_file_being_read_is_not_stored_twice);
+/// `cp app.jsonl app.jsonl.bak` under a glob that matches both: the copy's lines are the
+/// original's, stored once (from the original).
+fn a_plain_copy_of_a_file_being_read_is_not_stored_twice(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    notified_only(&env, "logs/app.jsonl*");
+    let app = env.log("app.jsonl");
+    append_lines(&app, &json_lines("a", 0, 50));
+    let mut d = env.start();
+    d.wait_started();
+    env.db.wait_rows(50, Some(&mut d));
+    std::fs::copy(&app, env.log("app.jsonl.bak")).unwrap();
+    append_lines(&app, &json_lines("a", 50, 10));
+    env.db.wait_rows(60, Some(&mut d));
+    d.sigint();
+    d.assert_exit_ok();
+    assert_lines_once(&env.db, &[("a", 0..60)]);
+}
+
+both_backends!(a_rotated_file_compressed_after_the_scan_is_skipped_not_read);
+/// `compress`: gzip creates `app.jsonl.2.gz` empty and writes it afterwards; the scan may meet
+/// it before its first bytes, which must still be recognised.
+fn a_rotated_file_compressed_after_the_scan_is_skipped_not_read(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    notified_only(&env, "logs/app.jsonl*");
+    let app = env.log("app.jsonl");
+    append_lines(&app, &json_lines("a", 0, 10));
+    let mut d = env.start();
+    d.wait_started();
+    env.db.wait_rows(10, Some(&mut d));
+    let gz = env.log("app.jsonl.2.gz");
+    std::fs::File::create(&gz).unwrap();
+    // The scan meets the empty file (and starts following it) before it has any bytes.
+    d.wait_for_log(&format!("path={}", gz.display()));
+    append_lines(&app, &json_lines("a", 10, 1));
+    env.db.wait_rows(11, Some(&mut d));
+    let mut bytes = vec![0x1f, 0x8b, 0x08, 0x00];
+    bytes.extend_from_slice(&[0x0a; 64]);
+    crate::util::append_bytes(&gz, &bytes);
+    append_lines(&app, &json_lines("a", 11, 1));
+    env.db.wait_rows(12, Some(&mut d));
+    d.wait_for_log("compressed; skipped");
+    d.sigint();
+    d.assert_exit_ok();
+    assert_lines_once(&env.db, &[("a", 0..12)]);
 }

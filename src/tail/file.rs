@@ -3,13 +3,14 @@
 //! anything: its position only becomes durable when the writer commits the batch.
 
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::copies::{Contents, Truncated, Verdict};
 use super::fingerprint::{identity, FINGERPRINT_MAX_BYTES};
 use super::lines::{LineSplitter, LinesOut};
 use super::TailSettings;
@@ -24,10 +25,16 @@ pub const ROTATED_FILE_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct TailEnd {
     pub key: (u64, u64),
+    /// Where the file was last found.
+    pub path: PathBuf,
     /// Offset just past the last line that was handed to the bridge.
     pub sent_offset: u64,
     pub head: Vec<u8>,
     pub meta: Arc<FileMeta>,
+    /// The path the `files` table has for the file, if it has a row.
+    pub recorded_path: Option<Arc<str>>,
+    /// Still not told apart from a copy: nothing was read from it.
+    pub unsettled: bool,
     pub reason: EndReason,
 }
 
@@ -55,6 +62,8 @@ pub enum EndReason {
     Stopped,
     /// Reading failed (the message is logged).
     Failed,
+    /// A new file turned out to be compressed (a rotated file being compressed).
+    Compressed,
 }
 
 /// What a tail task needs besides its file.
@@ -66,18 +75,59 @@ pub struct TailTaskCtx {
     /// runs [`super::WATCHED_SCAN_FACTOR`] times slower.
     pub watched: Arc<std::sync::atomic::AtomicBool>,
     pub settings: Arc<TailSettings>,
+    /// What the other tasks read: tells a copy from a new file (`copytruncate`).
+    pub contents: Arc<Contents>,
+}
+
+/// The path a tailed file is found at now. The scanner moves it when the file is renamed to
+/// another path the globs match, so that positions, `status` and metrics name the file where it
+/// is.
+#[derive(Debug, Clone)]
+pub struct SharedPath(Arc<Mutex<(PathBuf, Arc<str>)>>);
+
+impl SharedPath {
+    pub fn new(path: PathBuf) -> Self {
+        let text: Arc<str> = path.to_string_lossy().into();
+        SharedPath(Arc::new(Mutex::new((path, text))))
+    }
+
+    /// The path now, and its text as stored.
+    pub fn get(&self) -> (PathBuf, Arc<str>) {
+        match self.0.lock() {
+            Ok(p) => p.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Moves the path; returns whether it changed.
+    pub fn set(&self, path: &Path) -> bool {
+        let Ok(mut p) = self.0.lock() else {
+            return false;
+        };
+        if p.0 == path {
+            return false;
+        }
+        *p = (path.to_path_buf(), path.to_string_lossy().into());
+        true
+    }
 }
 
 pub struct FileTail {
     pub key: (u64, u64),
     pub meta: Arc<FileMeta>,
-    pub path: PathBuf,
+    pub path: SharedPath,
+    /// The path the `files` table has for this file (`None`: no row yet). When the file has
+    /// moved and has nothing new to send, an empty batch records the new path.
+    pub recorded_path: Option<Arc<str>>,
     /// The open file, shared with the blocking reads (positional: no seek state).
     pub file: Arc<std::fs::File>,
     /// Offset at which reading starts (a line boundary).
     pub offset: u64,
     /// The file's first bytes, up to [`FINGERPRINT_MAX_BYTES`] (at least up to `offset`).
     pub head: Vec<u8>,
+    /// A new file not yet told apart from a copy (see [`super::copies`]): its first bytes decide,
+    /// when they arrive, whether it is new, continues truncated content, or waits.
+    pub unsettled: bool,
 }
 
 /// What [`FileTail::changed`] found.
@@ -92,11 +142,20 @@ enum Stop {
     Closed,
 }
 
+/// What to do with the first bytes of an unsettled file.
+enum Settle {
+    /// Read on from `read_offset` (new file: 0; a continuation: where the original stopped).
+    Read,
+    /// Nothing to read for now: wait.
+    Wait,
+    /// Compressed (a rotated file being compressed): not for logbelt.
+    Compressed,
+}
+
 impl FileTail {
     /// Runs until the file is done with (see [`EndReason`]).
     pub async fn run(mut self, ctx: TailTaskCtx) -> TailEnd {
         let settings = ctx.settings.clone();
-        let path_str: Arc<str> = self.path.to_string_lossy().into();
         let mut splitter = LineSplitter::new(self.offset, settings.max_line_bytes);
         let mut read_offset = self.offset;
         let mut sent_offset = self.offset;
@@ -110,17 +169,36 @@ impl FileTail {
         // that the file was not truncated meanwhile (copytruncate), even if it has grown past our
         // position again since, and skip the read when nothing changed.
         let mut woke: Option<bool> = None;
+        let contents = ctx.contents.clone();
         let reason = loop {
             if ctx.cancel.is_cancelled() {
                 break EndReason::Stopped;
             }
+            // Created before the first bytes are judged, so that truncated content remembered
+            // meanwhile is not missed by the wait below.
+            let copies_changed = contents.changed().notified();
+            tokio::pin!(copies_changed);
+            if self.unsettled {
+                copies_changed.as_mut().enable();
+            }
+            let (path, path_str) = self.path.get();
             let mut nothing_new = false;
             if let Some(notified) = woke.take() {
                 match self.changed(read_offset, notified) {
                     Ok(Change::None) => nothing_new = true,
                     Ok(Change::Grew) => {}
+                    Ok(Change::Truncated) if self.unsettled => {}
                     Ok(Change::Truncated) => {
                         tracing::info!(path = %path_str, position = read_offset, "File truncated; reading it again from the start.");
+                        // The old content may live on in a copy (copytruncate): remember it.
+                        let fp = identity(self.key.0, self.key.1, &self.head, sent_offset);
+                        contents.truncated(Truncated {
+                            meta: self.meta.clone(),
+                            offset: sent_offset,
+                            fingerprint_len: fp.fingerprint_len,
+                            fingerprint: fp.fingerprint,
+                            head: Some(self.head.clone()),
+                        });
                         // New content: a new file id, so that (file_id, file_offset) stays unique
                         // and the old content's position never moves backwards.
                         self.meta = Arc::new(FileMeta {
@@ -132,6 +210,7 @@ impl FileTail {
                         splitter = LineSplitter::new(0, settings.max_line_bytes);
                         out = LinesOut::default();
                         self.head.clear();
+                        contents.set_head(self.key, &self.head);
                     }
                     Err(e) => {
                         tracing::warn!(path = %path_str, error = %e, "Cannot check the open file.");
@@ -161,15 +240,36 @@ impl FileTail {
                     Err(e) => Err(std::io::Error::other(e)),
                 }
             };
-            let n = match read {
+            let mut n = match read {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(path = %path_str, error = %e, "Read failed; the file is retried at the next scan.");
                     break EndReason::Failed;
                 }
             };
+            if n > 0 && self.unsettled {
+                match self.settle(&contents, &buf[..n], &path_str) {
+                    Ok(Settle::Read) if read_offset == self.offset => {}
+                    Ok(Settle::Read) => {
+                        read_offset = self.offset;
+                        sent_offset = self.offset;
+                        splitter = LineSplitter::new(self.offset, settings.max_line_bytes);
+                        continue;
+                    }
+                    Ok(Settle::Wait) => n = 0,
+                    Ok(Settle::Compressed) => break EndReason::Compressed,
+                    Err(e) => {
+                        tracing::warn!(path = %path_str, error = %e, "Cannot check the open file.");
+                        break EndReason::Failed;
+                    }
+                }
+            }
             if n > 0 {
+                let had = self.head.len();
                 extend_head(&mut self.head, read_offset, &buf[..n]);
+                if self.head.len() != had {
+                    contents.set_head(self.key, &self.head);
+                }
                 read_offset += n as u64;
                 if orphaned_since.is_some() {
                     orphaned_since = Some(Instant::now());
@@ -198,8 +298,14 @@ impl FileTail {
                 }
                 continue;
             }
-            // At the end of what is there now: hand over what was read.
-            if splitter.boundary() > sent_offset {
+            // At the end of what is there now: hand over what was read, or record where the file
+            // has moved to.
+            let moved = !self.unsettled
+                && self
+                    .recorded_path
+                    .as_ref()
+                    .is_some_and(|p| **p != *path_str);
+            if splitter.boundary() > sent_offset || moved {
                 match self
                     .send(&ctx, &mut out, &splitter, sent_offset, &path_str)
                     .await
@@ -212,7 +318,7 @@ impl FileTail {
                 break EndReason::ReachedEnd;
             }
             buf = Vec::new();
-            let still_ours = match std::fs::metadata(&self.path) {
+            let still_ours = match std::fs::metadata(&path) {
                 Ok(m) => (m.dev(), m.ino()) == self.key,
                 Err(_) => false,
             };
@@ -226,7 +332,9 @@ impl FileTail {
                     let deleted = self.file.metadata().is_ok_and(|m| m.nlink() == 0);
                     if deleted {
                         tracing::debug!(path = %path_str, "Deleted file read to its end; forgetting it.");
-                        if self.forget(&ctx, sent_offset, &path_str).await.is_err() {
+                        if !self.unsettled
+                            && self.forget(&ctx, sent_offset, &path_str).await.is_err()
+                        {
                             break EndReason::Stopped;
                         }
                         break EndReason::Deleted;
@@ -235,18 +343,55 @@ impl FileTail {
                     break EndReason::Gone;
                 }
             }
-            let poll = if ctx.watched.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut poll = if ctx.watched.load(std::sync::atomic::Ordering::Relaxed) {
                 settings.poll_interval * super::WATCHED_SCAN_FACTOR
             } else {
                 settings.poll_interval
             };
+            if let Some(since) = orphaned_since {
+                // Renamed away: look again when the grace ends, whatever the poll.
+                poll = poll.min(ROTATED_FILE_GRACE.saturating_sub(since.elapsed()));
+            }
             woke = Some(tokio::select! {
                 _ = ctx.wake.notified() => true,
+                _ = &mut copies_changed, if self.unsettled => true,
                 _ = tokio::time::sleep(poll) => false,
                 _ = ctx.cancel.cancelled() => break EndReason::Stopped,
             });
         };
         self.end(sent_offset, reason)
+    }
+
+    /// Judges the first bytes of an unsettled file (read at offset 0): a compressed file, a new
+    /// file, the continuation of truncated content, or a copy to wait on.
+    fn settle(&mut self, contents: &Contents, first: &[u8], path: &str) -> std::io::Result<Settle> {
+        if super::compression(first).is_some() {
+            return Ok(Settle::Compressed);
+        }
+        let head = &first[..first.len().min(FINGERPRINT_MAX_BYTES)];
+        let size = self.file.metadata()?.len();
+        match contents.classify(self.key, head, size, &self.file) {
+            Verdict::Wait => return Ok(Settle::Wait),
+            Verdict::New => {}
+            Verdict::Continues { meta, offset } if offset <= size => {
+                tracing::info!(path = %path, position = offset, "A copy of truncated content (copytruncate); reading on where the original stopped.");
+                self.meta = meta;
+                self.offset = offset;
+                // The row names the original: record the copy's path and identity even if it
+                // has no line to add.
+                self.recorded_path = Some(Arc::from(""));
+            }
+            Verdict::Continues { offset, .. } => {
+                // The original was read past the point where the copy was taken: nothing in the
+                // copy is new.
+                tracing::info!(path = %path, position = offset, size, "A copy of truncated content that was read to its end; following it from its end.");
+                self.offset = size;
+            }
+        }
+        self.unsettled = false;
+        self.head = head.to_vec();
+        contents.set_head(self.key, &self.head);
+        Ok(Settle::Read)
     }
 
     /// What happened to the open file while the task waited: it is shorter than `read_offset`,
@@ -280,9 +425,12 @@ impl FileTail {
     fn end(self, sent_offset: u64, reason: EndReason) -> TailEnd {
         TailEnd {
             key: self.key,
+            path: self.path.get().0,
             sent_offset,
             head: self.head,
             meta: self.meta,
+            recorded_path: self.recorded_path,
+            unsettled: self.unsettled,
             reason,
         }
     }
@@ -294,9 +442,9 @@ impl FileTail {
         self.hand_over(ctx, LinesOut::default(), 0, position).await
     }
 
-    /// Sends the lines gathered so far.
+    /// Sends the lines gathered so far (perhaps none: then only the position, with the path).
     async fn send(
-        &self,
+        &mut self,
         ctx: &TailTaskCtx,
         out: &mut LinesOut,
         splitter: &LineSplitter,
@@ -312,7 +460,9 @@ impl FileTail {
             bytes,
         );
         let position = self.position(path, offset, false);
-        self.hand_over(ctx, lines, bytes, position).await
+        self.hand_over(ctx, lines, bytes, position).await?;
+        self.recorded_path = Some(path.clone());
+        Ok(())
     }
 
     /// Where this file stands at `offset`, with its identity there.

@@ -6,8 +6,10 @@
 //! - [`lines`]: splitting bytes into lines.
 //! - [`fingerprint`]: file identity.
 //! - [`file`]: one file's task (truncation, rotation, deletion).
+//! - [`copies`]: telling a copy (`copytruncate`) from a new file.
 //! - [`watch`]: file-system notifications that wake tasks early; a slow poll is the fallback.
 
+pub mod copies;
 pub mod file;
 pub mod fingerprint;
 pub mod lines;
@@ -25,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{SourceConfig, StartAt};
 use crate::record::{FileId, FileIdentity, FileMeta, LineBatch};
-use file::{EndReason, FileTail, TailEnd, TailTaskCtx};
+use copies::{Contents, Truncated};
+use file::{EndReason, FileTail, SharedPath, TailEnd, TailTaskCtx};
 use fingerprint::{fnv1a, FINGERPRINT_MAX_BYTES};
 
 /// Most bytes of lines in one [`LineBatch`]. With `channel_capacity` batches in the bridge and
@@ -65,6 +68,27 @@ struct Known {
     offset: u64,
     fingerprint_len: u32,
     fingerprint: u64,
+    /// The path its `files` row has (`None`: no row yet).
+    path: Option<Arc<str>>,
+}
+
+impl Known {
+    /// Its content, once truncated away from its file: a copy may continue it.
+    fn truncated(&self) -> Truncated {
+        Truncated {
+            meta: self.meta.clone(),
+            offset: self.offset,
+            fingerprint_len: self.fingerprint_len,
+            fingerprint: self.fingerprint,
+            head: None,
+        }
+    }
+}
+
+/// A file with a running tail task.
+struct Tailing {
+    path: SharedPath,
+    wake: Arc<Notify>,
 }
 
 /// Finds files and runs their tail tasks. Owns the sending side of the bridge: when it and all its
@@ -77,7 +101,9 @@ pub struct Tailer {
     /// Files by (device, inode).
     known: HashMap<(u64, u64), Known>,
     /// Files with a running task.
-    tailing: HashSet<(u64, u64)>,
+    tailing: HashMap<(u64, u64), Tailing>,
+    /// What the tasks read, to tell copies from new files.
+    contents: Arc<Contents>,
     tasks: JoinSet<TailEnd>,
     /// Paths already warned about (unreadable, not a regular file, compressed), so that a
     /// problem is reported once, not at every scan. Cleared for a path once it is tailed.
@@ -106,6 +132,7 @@ impl Tailer {
                     offset: p.offset,
                     fingerprint_len: p.identity.fingerprint_len,
                     fingerprint: p.identity.fingerprint,
+                    path: Some(p.path.as_str().into()),
                 },
             );
         }
@@ -116,7 +143,8 @@ impl Tailer {
             tx,
             cancel,
             known,
-            tailing: HashSet::new(),
+            tailing: HashMap::new(),
+            contents: Arc::default(),
             tasks: JoinSet::new(),
             warned: HashSet::new(),
             watch,
@@ -166,11 +194,26 @@ impl Tailer {
             }
         };
         self.tailing.remove(&end.key);
+        self.contents.ended(end.key);
         crate::metrics::files_tailed(self.tailing.len());
         self.watch.forget(end.key);
-        if end.reason == EndReason::Deleted {
+        match end.reason {
             // Its inode may be reused by a new file: nothing of it is worth remembering.
-            self.known.remove(&end.key);
+            EndReason::Deleted => {
+                self.known.remove(&end.key);
+                return;
+            }
+            EndReason::Compressed => {
+                self.warn_once(
+                    &end.path,
+                    format_args!("compressed; skipped (logbelt reads plain text only)"),
+                );
+                return;
+            }
+            _ => {}
+        }
+        if end.unsettled {
+            // Nothing was read: when met again, it is judged again.
             return;
         }
         let len = end
@@ -185,8 +228,29 @@ impl Tailer {
                 offset: end.sent_offset,
                 fingerprint_len: len as u32,
                 fingerprint: fnv1a(&end.head[..len]),
+                path: end.recorded_path,
             },
         );
+    }
+
+    /// The tailed file `key` is found at `path`: when its current path no longer leads to it
+    /// (renamed), it moves there, and its task records the new path.
+    fn track(&mut self, key: (u64, u64), path: &Path) {
+        let Some(t) = self.tailing.get(&key) else {
+            return;
+        };
+        let (current, _) = t.path.get();
+        if current == path {
+            return;
+        }
+        // Two names for one file (a hard link, a symlink): keep the one it has while it lasts.
+        if std::fs::metadata(&current).is_ok_and(|m| (m.dev(), m.ino()) == key) {
+            return;
+        }
+        if t.path.set(path) {
+            tracing::debug!(from = %current.display(), to = %path.display(), "Tailed file renamed.");
+            wake(&t.wake);
+        }
     }
 
     /// Looks for files that match the globs and are not tailed yet.
@@ -201,7 +265,13 @@ impl Tailer {
                 return;
             }
         };
-        for (source_idx, path, meta) in found {
+        // Files already known first: a known file whose content was truncated while logbelt
+        // was stopped is then remembered before a copy of it is judged.
+        let (known, new): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, _, m)| {
+            m.as_ref()
+                .is_ok_and(|m| self.known.contains_key(&(m.dev(), m.ino())))
+        });
+        for (source_idx, path, meta) in known.into_iter().chain(new) {
             self.consider(source_idx, path, meta, first).await;
         }
     }
@@ -227,8 +297,8 @@ impl Tailer {
             return;
         }
         let key = (meta.dev(), meta.ino());
-        if self.tailing.contains(&key) {
-            self.watch.track(key, &path);
+        if self.tailing.contains_key(&key) {
+            self.track(key, &path);
             return;
         }
         let opened = {
@@ -253,8 +323,8 @@ impl Tailer {
         // (rotation): what counts is the file actually opened. Deciding on the stale key would
         // give the new file the old one's identity, and the new file a second task later.
         let key = (meta.dev(), meta.ino());
-        if self.tailing.contains(&key) {
-            self.watch.track(key, &path);
+        if self.tailing.contains_key(&key) {
+            self.track(key, &path);
             return;
         }
         if let Some(kind) = compression(&head) {
@@ -265,56 +335,70 @@ impl Tailer {
             return;
         }
         let source = &self.sources[source_idx];
-        let (file_meta, offset) = match self.known.get(&key) {
+        // `unsettled`: a new file, told apart from a copy by its first bytes (see `copies`).
+        let (file_meta, offset, unsettled, recorded_path) = match self.known.get(&key) {
             Some(k)
                 if head.len() >= k.fingerprint_len as usize
                     && fnv1a(&head[..k.fingerprint_len as usize]) == k.fingerprint =>
             {
                 if k.offset > meta.len() {
                     tracing::info!(path = %path.display(), position = k.offset, size = meta.len(), "File is shorter than its committed position (truncated); reading it from the start as a new file.");
+                    self.contents.truncated(k.truncated());
                     let meta = Arc::new(FileMeta {
                         id: new_file_id(),
                         source: k.meta.source.clone(),
                     });
-                    (meta, 0)
+                    (meta, 0, false, None)
                 } else {
-                    (k.meta.clone(), k.offset)
+                    (k.meta.clone(), k.offset, false, k.path.clone())
                 }
             }
             other => {
-                if other.is_some() {
-                    tracing::info!(path = %path.display(), "Inode reused by a new file; reading it from the start.");
+                if let Some(k) = other {
+                    tracing::info!(path = %path.display(), "File no longer starts with the bytes read from it (truncated and rewritten, or its inode reused); reading it from the start.");
+                    self.contents.truncated(k.truncated());
                 }
-                let offset = if first && source.start_at == StartAt::End {
-                    meta.len()
-                } else {
-                    0
-                };
+                let from_end = first && source.start_at == StartAt::End;
+                let offset = if from_end { meta.len() } else { 0 };
                 let meta = Arc::new(FileMeta {
                     id: new_file_id(),
                     source: source.name.as_str().into(),
                 });
-                (meta, offset)
+                (meta, offset, !from_end, None)
             }
         };
         self.warned.remove(&path);
         tracing::info!(path = %path.display(), source = %source.name, position = offset, "Tailing file.");
+        let file = Arc::new(file);
+        let head = if unsettled { Vec::new() } else { head };
+        self.contents.live(key, file.clone(), &head);
+        let wake = self.watch.waker(key);
+        let shared_path = SharedPath::new(path);
         let tail = FileTail {
             key,
             meta: file_meta,
-            path: path.clone(),
-            file: Arc::new(file),
+            path: shared_path.clone(),
+            recorded_path,
+            file,
             offset,
             head,
+            unsettled,
         };
         let ctx = TailTaskCtx {
             tx: self.tx.clone(),
             cancel: self.cancel.child_token(),
-            wake: self.watch.waker(key, &path),
+            wake: wake.clone(),
             watched: self.watch.all_watched_flag(),
             settings: self.settings.clone(),
+            contents: self.contents.clone(),
         };
-        self.tailing.insert(key);
+        self.tailing.insert(
+            key,
+            Tailing {
+                path: shared_path,
+                wake,
+            },
+        );
         crate::metrics::files_tailed(self.tailing.len());
         crate::metrics::file_to_read(offset, meta.len());
         self.tasks.spawn(tail.run(ctx));

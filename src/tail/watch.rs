@@ -4,6 +4,7 @@
 //! (NFS, an unwatchable directory) costs latency, never data.
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,8 +12,10 @@ use std::sync::{Arc, Mutex};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 
-/// Wakers of the tail tasks, by path; shared with the watcher's callback thread.
-type Wakers = Arc<Mutex<HashMap<PathBuf, Arc<Notify>>>>;
+/// Wakers of the tail tasks, by file identity (device, inode); shared with the watcher's
+/// callback thread. Keyed by identity, not by path: after a rename the old file and the new one
+/// at its path each keep their own waker, whatever order the scanner sees them in.
+type Wakers = Arc<Mutex<HashMap<(u64, u64), Arc<Notify>>>>;
 
 pub struct Watch {
     watcher: Option<notify::RecommendedWatcher>,
@@ -20,8 +23,6 @@ pub struct Watch {
     dirs: Vec<(PathBuf, RecursiveMode)>,
     watched: HashSet<PathBuf>,
     wakers: Wakers,
-    /// Which path each tailed file's waker is filed under.
-    by_key: HashMap<(u64, u64), PathBuf>,
     scan: Arc<Notify>,
     /// Set while notifications cover every folder (see [`Watch::all_watched`]).
     all_watched: Arc<AtomicBool>,
@@ -38,8 +39,13 @@ impl Watch {
             match event.kind {
                 EventKind::Modify(notify::event::ModifyKind::Data(_))
                 | EventKind::Modify(notify::event::ModifyKind::Any) => {
+                    // The event names the path; the file now at that path is the one written.
+                    // A stat is a microsecond, far below what the write itself cost.
                     for path in &event.paths {
-                        if let Some(n) = wakers.get(path) {
+                        let Ok(m) = std::fs::metadata(path) else {
+                            continue;
+                        };
+                        if let Some(n) = wakers.get(&(m.dev(), m.ino())) {
                             super::wake(n);
                         }
                     }
@@ -67,7 +73,6 @@ impl Watch {
             dirs: patterns.map(|p| watch_root(p)).collect(),
             watched: HashSet::new(),
             wakers,
-            by_key: HashMap::new(),
             scan,
             all_watched: Arc::default(),
         }
@@ -102,38 +107,19 @@ impl Watch {
         self.all_watched.clone()
     }
 
-    /// The waker of the tail task of the file `key`, found at `path`.
-    pub fn waker(&mut self, key: (u64, u64), path: &Path) -> Arc<Notify> {
+    /// The waker of the tail task of the file `key`.
+    pub fn waker(&mut self, key: (u64, u64)) -> Arc<Notify> {
         let notify = Arc::new(Notify::new());
         if let Ok(mut wakers) = self.wakers.lock() {
-            wakers.insert(path.to_path_buf(), notify.clone());
+            wakers.insert(key, notify.clone());
         }
-        self.by_key.insert(key, path.to_path_buf());
         notify
-    }
-
-    /// The tailed file `key` is (now) found at `path`: after a rename, its wake-ups follow it.
-    pub fn track(&mut self, key: (u64, u64), path: &Path) {
-        let Some(old) = self.by_key.get(&key) else {
-            return;
-        };
-        if old == path {
-            return;
-        }
-        if let Ok(mut wakers) = self.wakers.lock() {
-            if let Some(n) = wakers.remove(old) {
-                wakers.insert(path.to_path_buf(), n);
-            }
-        }
-        self.by_key.insert(key, path.to_path_buf());
     }
 
     /// The tail task of `key` has ended.
     pub fn forget(&mut self, key: (u64, u64)) {
-        if let Some(path) = self.by_key.remove(&key) {
-            if let Ok(mut wakers) = self.wakers.lock() {
-                wakers.remove(&path);
-            }
+        if let Ok(mut wakers) = self.wakers.lock() {
+            wakers.remove(&key);
         }
     }
 }

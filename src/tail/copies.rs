@@ -1,0 +1,368 @@
+//! Recognising copies, so that `copytruncate` rotation stores every line once.
+//!
+//! `copytruncate` copies `app.log` to `app.log.1` (a new inode), then truncates `app.log`. When
+//! the include globs match the copy, its lines up to logbelt's position were already read from
+//! the original, and the lines after it (written before the truncation but not yet read) exist
+//! only in the copy. So a new file is compared, by content, with the files logbelt knows:
+//!
+//! - **Continuation of truncated content.** A file whose first bytes match the content that a
+//!   truncated file had (the same first `min(position, 1 KiB)` bytes) continues that content:
+//!   same file id, from the position the original had reached. Truncated content is remembered
+//!   when a tail task sees its file truncated, and at start when a file found by its inode no
+//!   longer starts with the committed fingerprint.
+//! - **A copy still being made.** A new file that is, so far, a byte-for-byte copy of the
+//!   beginning of a file being tailed (its first KiB and its last KiB equal the original's bytes
+//!   at the same offsets, and it is not longer than the original) waits: `copytruncate` truncates
+//!   the original next, and then the copy continues the original's content. A copy whose
+//!   original is never truncated (`cp app.log app.log.bak`) keeps waiting: its lines are the
+//!   original's, stored once from there.
+//! - Anything else is a new file, read from its start.
+//!
+//! Files that merely share a header (a CSV header, the same first line) are told apart by the
+//! rest of their bytes: a continuation needs the whole fingerprinted prefix to match *and* the
+//! original to have been truncated; a waiting copy needs its last KiB to match too.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use super::fingerprint::{fnv1a, FINGERPRINT_MAX_BYTES};
+use crate::record::FileMeta;
+
+/// Most truncated contents remembered; the oldest is forgotten first. A copy is made just before
+/// the truncation, so only the latest few ever matter.
+const MAX_TRUNCATED: usize = 256;
+
+/// Content that was truncated away from its file, waiting for a copy that continues it.
+#[derive(Debug)]
+pub struct Truncated {
+    pub meta: Arc<FileMeta>,
+    /// Where reading had reached (a line boundary): everything before it is read.
+    pub offset: u64,
+    /// How many leading bytes `fingerprint` covers: `min(offset, 1 KiB)`.
+    pub fingerprint_len: u32,
+    pub fingerprint: u64,
+    /// The first bytes themselves, when known (truncated in this run): lets a copy still being
+    /// written be recognised before it reaches `fingerprint_len` bytes.
+    pub head: Option<Vec<u8>>,
+}
+
+/// What a new file is.
+#[derive(Debug)]
+pub enum Verdict {
+    /// A new file: read it from its start.
+    New,
+    /// The continuation of truncated content: read on from `offset` under `meta`.
+    Continues { meta: Arc<FileMeta>, offset: u64 },
+    /// A copy being made, or a copy of a file still being read: look again later.
+    Wait,
+}
+
+/// A file with a running tail task whose content is settled.
+struct Live {
+    file: Arc<std::fs::File>,
+    /// Its first bytes as read (at most 1 KiB).
+    head: Vec<u8>,
+}
+
+#[derive(Default)]
+struct State {
+    live: HashMap<(u64, u64), Live>,
+    truncated: VecDeque<Truncated>,
+}
+
+/// Shared by the tailer and its tasks.
+#[derive(Default)]
+pub struct Contents {
+    state: Mutex<State>,
+    /// Woken when truncated content is remembered: waiting copies look again.
+    changed: Notify,
+}
+
+impl Contents {
+    /// The file `key` is tailed and its first bytes are `head` (empty while it is not settled).
+    pub fn live(&self, key: (u64, u64), file: Arc<std::fs::File>, head: &[u8]) {
+        if let Ok(mut s) = self.state.lock() {
+            s.live.insert(
+                key,
+                Live {
+                    file,
+                    head: head.to_vec(),
+                },
+            );
+        }
+    }
+
+    /// The first bytes of the tailed file `key` are now `head`.
+    pub fn set_head(&self, key: (u64, u64), head: &[u8]) {
+        if let Ok(mut s) = self.state.lock() {
+            if let Some(l) = s.live.get_mut(&key) {
+                l.head.clear();
+                l.head.extend_from_slice(head);
+            }
+        }
+    }
+
+    /// The tail task of `key` has ended.
+    pub fn ended(&self, key: (u64, u64)) {
+        if let Ok(mut s) = self.state.lock() {
+            s.live.remove(&key);
+        }
+    }
+
+    /// Remembers content that was truncated away (nothing when nothing of it was read).
+    pub fn truncated(&self, t: Truncated) {
+        if t.fingerprint_len == 0 {
+            return;
+        }
+        if let Ok(mut s) = self.state.lock() {
+            if s.truncated.len() >= MAX_TRUNCATED {
+                s.truncated.pop_front();
+            }
+            s.truncated.push_back(t);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Notified when truncated content is remembered.
+    pub fn changed(&self) -> &Notify {
+        &self.changed
+    }
+
+    /// Decides what the new file `key` is, from its first bytes `head` (at most 1 KiB, not
+    /// empty), its size and its handle. A continuation is claimed: no other file continues the
+    /// same content.
+    pub fn classify(
+        &self,
+        key: (u64, u64),
+        head: &[u8],
+        size: u64,
+        file: &std::fs::File,
+    ) -> Verdict {
+        let mut wait = false;
+        let mut candidates = Vec::new();
+        {
+            let Ok(mut s) = self.state.lock() else {
+                return Verdict::New;
+            };
+            let mut found = None;
+            for (i, t) in s.truncated.iter().enumerate().rev() {
+                let len = t.fingerprint_len as usize;
+                if head.len() >= len {
+                    if fnv1a(&head[..len]) == t.fingerprint {
+                        found = Some(i);
+                        break;
+                    }
+                } else if t.head.as_deref().is_some_and(|h| h.starts_with(head)) {
+                    // The copy has fewer bytes than the fingerprint so far: still being written.
+                    wait = true;
+                }
+            }
+            if let Some(t) = found.and_then(|i| s.truncated.remove(i)) {
+                return Verdict::Continues {
+                    meta: t.meta,
+                    offset: t.offset,
+                };
+            }
+            for (k, l) in &s.live {
+                let n = head.len().min(l.head.len());
+                if *k != key && n > 0 && head[..n] == l.head[..n] {
+                    candidates.push((l.file.clone(), l.head.clone()));
+                }
+            }
+        }
+        for (original, remembered) in candidates {
+            match copy_of(head, size, file, &original, &remembered) {
+                Ok(true) => wait = true,
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "Cannot compare with a tailed file."),
+            }
+        }
+        if wait {
+            Verdict::Wait
+        } else {
+            Verdict::New
+        }
+    }
+}
+
+/// Whether the new file (first bytes `head`, `size` bytes, handle `file`) may be a copy of the
+/// tailed file `original`, whose task read `remembered` as its first bytes: either the original
+/// no longer starts with those bytes (truncated or rewritten, and its task has not noticed yet:
+/// the truncated content is about to be remembered), or the new file is a byte-for-byte copy of
+/// the original's beginning (first and last KiB compared).
+fn copy_of(
+    head: &[u8],
+    size: u64,
+    file: &std::fs::File,
+    original: &std::fs::File,
+    remembered: &[u8],
+) -> std::io::Result<bool> {
+    let original_size = original.metadata()?.len();
+    let mut now = vec![0u8; FINGERPRINT_MAX_BYTES.min(original_size as usize)];
+    let n = read_at_most(original, &mut now, 0)?;
+    now.truncate(n);
+    if !now.starts_with(remembered) {
+        return Ok(true);
+    }
+    if size > original_size || !now.starts_with(head) {
+        return Ok(false);
+    }
+    let tail_len = FINGERPRINT_MAX_BYTES.min(size as usize);
+    let at = size - tail_len as u64;
+    let (mut ours, mut theirs) = (vec![0u8; tail_len], vec![0u8; tail_len]);
+    let a = read_at_most(file, &mut ours, at)?;
+    let b = read_at_most(original, &mut theirs, at)?;
+    Ok(a == tail_len && b == tail_len && ours == theirs)
+}
+
+/// Reads into `buf` at `offset` until it is full or the file ends; returns the bytes read.
+fn read_at_most(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_with(dir: &std::path::Path, name: &str, bytes: &[u8]) -> Arc<std::fs::File> {
+        let path = dir.join(name);
+        std::fs::File::create(&path)
+            .and_then(|mut f| f.write_all(bytes))
+            .expect("write");
+        Arc::new(std::fs::File::open(path).expect("open"))
+    }
+
+    fn meta(id: i64) -> Arc<FileMeta> {
+        Arc::new(FileMeta {
+            id,
+            source: "s".into(),
+        })
+    }
+
+    fn truncated(id: i64, content: &[u8], offset: u64) -> Truncated {
+        let len = (offset as usize)
+            .min(FINGERPRINT_MAX_BYTES)
+            .min(content.len());
+        Truncated {
+            meta: meta(id),
+            offset,
+            fingerprint_len: len as u32,
+            fingerprint: fnv1a(&content[..len]),
+            head: Some(content[..content.len().min(FINGERPRINT_MAX_BYTES)].to_vec()),
+        }
+    }
+
+    #[test]
+    fn a_copy_of_truncated_content_continues_it_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let content = b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n";
+        let copy = file_with(dir.path(), "copy", content);
+        let c = Contents::default();
+        c.truncated(truncated(7, content, 16));
+        match c.classify((1, 2), content, content.len() as u64, &copy) {
+            Verdict::Continues { meta, offset } => assert_eq!((meta.id, offset), (7, 16)),
+            v => panic!("{v:?}"),
+        }
+        // Claimed: a second copy of the same content is a new file.
+        assert!(matches!(
+            c.classify((1, 3), content, content.len() as u64, &copy),
+            Verdict::New
+        ));
+    }
+
+    #[test]
+    fn a_file_sharing_only_a_header_with_truncated_content_is_new() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = b"ts,level,msg\n1,info,a\n2,info,b\n";
+        let new = b"ts,level,msg\n9,warn,z\n";
+        let f = file_with(dir.path(), "new", new);
+        let c = Contents::default();
+        c.truncated(truncated(7, old, old.len() as u64));
+        assert!(matches!(
+            c.classify((1, 2), new, new.len() as u64, &f),
+            Verdict::New
+        ));
+    }
+
+    #[test]
+    fn a_copy_still_shorter_than_the_fingerprint_waits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let content = b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n";
+        let f = file_with(dir.path(), "copy", &content[..5]);
+        let c = Contents::default();
+        c.truncated(truncated(7, content, content.len() as u64));
+        assert!(matches!(
+            c.classify((1, 2), &content[..5], 5, &f),
+            Verdict::Wait
+        ));
+    }
+
+    #[test]
+    fn a_copy_of_a_live_file_waits_and_a_file_sharing_its_header_does_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut original = b"header line\n".to_vec();
+        for i in 0..200 {
+            original.extend_from_slice(format!("{{\"seq\":{i}}}\n").as_bytes());
+        }
+        let live = file_with(dir.path(), "live", &original);
+        let c = Contents::default();
+        c.live((1, 1), live, &original[..FINGERPRINT_MAX_BYTES]);
+
+        let part = &original[..1500];
+        let copy = file_with(dir.path(), "copy", part);
+        assert!(matches!(
+            c.classify((1, 2), &part[..FINGERPRINT_MAX_BYTES], 1500, &copy),
+            Verdict::Wait
+        ));
+
+        // Same first KiB, different bytes after it: not a copy.
+        let mut other = original[..1400].to_vec();
+        other.extend_from_slice(b"{\"other\":true}\n");
+        let f = file_with(dir.path(), "other", &other);
+        assert!(matches!(
+            c.classify(
+                (1, 3),
+                &other[..FINGERPRINT_MAX_BYTES],
+                other.len() as u64,
+                &f
+            ),
+            Verdict::New
+        ));
+
+        // Only the header line in common.
+        let small = b"header line\n{\"x\":1}\n";
+        let f = file_with(dir.path(), "small", small);
+        assert!(matches!(
+            c.classify((1, 4), small, small.len() as u64, &f),
+            Verdict::New
+        ));
+    }
+
+    #[test]
+    fn a_file_longer_than_a_short_live_file_with_its_bytes_as_prefix_is_new() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let live_bytes = b"hdr\n";
+        let live = file_with(dir.path(), "live", live_bytes);
+        let c = Contents::default();
+        c.live((1, 1), live, live_bytes);
+        let longer = b"hdr\nrow\n";
+        let f = file_with(dir.path(), "longer", longer);
+        assert!(matches!(
+            c.classify((1, 2), longer, longer.len() as u64, &f),
+            Verdict::New
+        ));
+    }
+}
