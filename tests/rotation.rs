@@ -605,3 +605,33 @@ fn a_rotated_file_compressed_after_the_scan_is_skipped_not_read(b: Backend) {
     d.assert_exit_ok();
     assert_lines_once(&env.db, &[("a", 0..12)]);
 }
+
+both_backends!(copytruncate_while_reading_behind_keeps_every_line_once);
+/// The database is blocked, so logbelt reads far behind the writer (backpressure) when the file
+/// is copied, truncated, and written past logbelt's read position again. The bytes at that
+/// position are now new content: they must not be taken for the old content's continuation.
+/// The old content's unread rest comes from the copy; the new content is read from its start.
+fn copytruncate_while_reading_behind_keeps_every_line_once(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    let mut cfg = env.config().small_batches();
+    cfg.poll_interval_ms = 3_600_000;
+    cfg.sources[0].include = vec!["logs/app.jsonl*".into()];
+    cfg.write(&env);
+    let app = env.log("app.jsonl");
+    append_lines(&app, &json_lines("a", 0, 10));
+    let mut d = env.start();
+    d.wait_started();
+    env.db.wait_rows(10, Some(&mut d));
+
+    let block = env.db.block_writes();
+    append_lines(&app, &json_lines("a", 10, 20_000));
+    env.db.wait_commit_blocked(&mut d);
+    copy_truncate(&env, "app.jsonl");
+    // Longer than the old content: whatever logbelt's position, the file reaches past it.
+    append_lines(&app, &json_lines("t", 0, 25_000));
+    block.release();
+    env.db.wait_rows(45_010, Some(&mut d));
+    d.sigint();
+    d.assert_exit_ok();
+    assert_lines_once(&env.db, &[("a", 0..20_010), ("t", 0..25_000)]);
+}

@@ -38,6 +38,16 @@ pub struct TailEnd {
     pub reason: EndReason,
 }
 
+/// Whether `file` still begins with `head`.
+fn starts_with(file: &std::fs::File, head: &[u8]) -> std::io::Result<bool> {
+    let mut now = vec![0u8; head.len()];
+    match file.read_exact_at(&mut now, 0) {
+        Ok(()) => Ok(now == head),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Adds to `head` (the file's first bytes) whatever part of `chunk`, read at `offset`, extends it.
 fn extend_head(head: &mut Vec<u8>, offset: u64, chunk: &[u8]) {
     let have = head.len() as u64;
@@ -224,18 +234,36 @@ impl FileTail {
                 if buf.is_empty() {
                     buf = vec![0u8; settings.read_buffer_bytes];
                 }
-                // Positional reads on a blocking thread (as tokio::fs does), one per chunk.
+                // Positional reads on a blocking thread (as tokio::fs does), one per chunk. The
+                // first bytes are checked after the read: a file truncated and written again
+                // while we read (copytruncate while reading behind) must not have its new bytes
+                // taken for the old content's continuation.
                 let (file, mut chunk, at) =
                     (self.file.clone(), std::mem::take(&mut buf), read_offset);
+                let head = (!self.head.is_empty() && at > 0).then(|| self.head.clone());
                 let done = tokio::task::spawn_blocking(move || {
                     let n = file.read_at(&mut chunk, at);
-                    (chunk, n)
+                    let same = match (&n, head) {
+                        (Ok(n), Some(head)) if *n > 0 => starts_with(&file, &head),
+                        _ => Ok(true),
+                    };
+                    (chunk, n, same)
                 })
                 .await;
                 match done {
-                    Ok((chunk, n)) => {
+                    Ok((chunk, _, Ok(false))) => {
+                        // Not the content we were reading: the check below says what happened.
+                        buf = chunk;
+                        woke = Some(true);
+                        continue;
+                    }
+                    Ok((chunk, n, Ok(true))) => {
                         buf = chunk;
                         n
+                    }
+                    Ok((chunk, _, Err(e))) => {
+                        buf = chunk;
+                        Err(e)
                     }
                     Err(e) => Err(std::io::Error::other(e)),
                 }
@@ -412,14 +440,13 @@ impl FileTail {
                 Change::Grew
             });
         }
-        let mut now = vec![0u8; self.head.len()];
-        match self.file.read_exact_at(&mut now, 0) {
-            Ok(()) if now != self.head => Ok(Change::Truncated),
-            Ok(()) if len == read_offset => Ok(Change::None),
-            Ok(()) => Ok(Change::Grew),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(Change::Truncated),
-            Err(e) => Err(e),
-        }
+        Ok(if !starts_with(&self.file, &self.head)? {
+            Change::Truncated
+        } else if len == read_offset {
+            Change::None
+        } else {
+            Change::Grew
+        })
     }
 
     fn end(self, sent_offset: u64, reason: EndReason) -> TailEnd {
