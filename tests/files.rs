@@ -57,6 +57,40 @@ fn a_directory_that_matches_the_glob_is_ignored_without_a_warning() {
     assert!(problems(&stderr).is_empty(), "warnings:\n{stderr}");
 }
 
+#[test]
+fn a_glob_does_not_walk_into_proc_unless_it_names_it() {
+    let env = TestEnv::new(Backend::Sqlite).unwrap();
+    // `/pro*/version` would match `/proc/version` if the walk from `/` entered `/proc`.
+    let mut cfg = env.config();
+    cfg.sources[0].include = vec!["/pro*/version".into()];
+    cfg.write(&env);
+    env.run_once();
+    assert_eq!(env.db.rows(), 0, "something under /proc was read");
+
+    // Named in the glob's literal part, it is read (one line, not JSON: a dead letter).
+    cfg.sources[0].include = vec!["/proc/versio[n]".into()];
+    cfg.write(&env);
+    env.run_once();
+    assert_eq!(env.db.dead_count(), 1, "/proc/version named: read");
+}
+
+#[test]
+fn file_names_with_control_characters_are_logged_escaped() {
+    let env = TestEnv::new(Backend::Sqlite).unwrap();
+    env.config().write(&env);
+    let mut w = Written::new();
+    w.append(&env.log("evil\u{1b}[2J\r.jsonl"), &json_lines("e", 0, 3));
+    let stderr = env.run_once();
+    w.assert_stored(&env.db);
+    // (`stderr()` strips raw ANSI sequences, so the escaped form is what shows they were not
+    // written raw.)
+    assert!(
+        stderr.contains("evil\\u{1b}[2J\\r.jsonl"),
+        "escaped name:\n{stderr}"
+    );
+    assert!(!stderr.contains('\r'), "a raw CR in the log:\n{stderr:?}");
+}
+
 both_backends!(a_fifo_is_skipped_with_a_warning_and_never_blocks_the_other_files);
 fn a_fifo_is_skipped_with_a_warning_and_never_blocks_the_other_files(b: Backend) {
     let Some(env) = TestEnv::new(b) else { return };

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::copies::{Contents, Truncated, Verdict};
 use super::fingerprint::{identity, FINGERPRINT_MAX_BYTES};
 use super::lines::{LineSplitter, LinesOut};
-use super::TailSettings;
+use super::{Shown, TailSettings};
 use crate::record::{FileMeta, FilePosition, LineBatch};
 
 /// How long a rotated or deleted file is still followed after its last new byte: writers that
@@ -199,7 +199,7 @@ impl FileTail {
                     Ok(Change::Grew) => {}
                     Ok(Change::Truncated) if self.unsettled => {}
                     Ok(Change::Truncated) => {
-                        tracing::info!(path = %path_str, position = read_offset, "File truncated; reading it again from the start.");
+                        tracing::info!(path = %Shown(&path_str), position = read_offset, "File truncated; reading it again from the start.");
                         // The old content may live on in a copy (copytruncate): remember it.
                         let fp = identity(self.key.0, self.key.1, &self.head, sent_offset);
                         contents.truncated(Truncated {
@@ -223,7 +223,7 @@ impl FileTail {
                         contents.set_head(self.key, &self.head);
                     }
                     Err(e) => {
-                        tracing::warn!(path = %path_str, error = %e, "Cannot check the open file.");
+                        tracing::warn!(path = %Shown(&path_str), error = %e, "Cannot check the open file.");
                         break EndReason::Failed;
                     }
                 }
@@ -271,7 +271,7 @@ impl FileTail {
             let mut n = match read {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::warn!(path = %path_str, error = %e, "Read failed; the file is retried at the next scan.");
+                    tracing::warn!(path = %Shown(&path_str), error = %e, "Read failed; the file is retried at the next scan.");
                     break EndReason::Failed;
                 }
             };
@@ -287,7 +287,7 @@ impl FileTail {
                     Ok(Settle::Wait) => n = 0,
                     Ok(Settle::Compressed) => break EndReason::Compressed,
                     Err(e) => {
-                        tracing::warn!(path = %path_str, error = %e, "Cannot check the open file.");
+                        tracing::warn!(path = %Shown(&path_str), error = %e, "Cannot check the open file.");
                         break EndReason::Failed;
                     }
                 }
@@ -359,7 +359,7 @@ impl FileTail {
                     // Merely renamed: keep it, the file may match a glob under its new name.
                     let deleted = self.file.metadata().is_ok_and(|m| m.nlink() == 0);
                     if deleted {
-                        tracing::debug!(path = %path_str, "Deleted file read to its end; forgetting it.");
+                        tracing::debug!(path = %Shown(&path_str), "Deleted file read to its end; forgetting it.");
                         if !self.unsettled
                             && self.forget(&ctx, sent_offset, &path_str).await.is_err()
                         {
@@ -367,7 +367,7 @@ impl FileTail {
                         }
                         break EndReason::Deleted;
                     }
-                    tracing::debug!(path = %path_str, "Rotated file is idle; done with it.");
+                    tracing::debug!(path = %Shown(&path_str), "Rotated file is idle; done with it.");
                     break EndReason::Gone;
                 }
             }
@@ -402,7 +402,7 @@ impl FileTail {
             Verdict::Wait => return Ok(Settle::Wait),
             Verdict::New => {}
             Verdict::Continues { meta, offset } if offset <= size => {
-                tracing::info!(path = %path, position = offset, "A copy of truncated content (copytruncate); reading on where the original stopped.");
+                tracing::info!(path = %Shown(path), position = offset, "A copy of truncated content (copytruncate); reading on where the original stopped.");
                 self.meta = meta;
                 self.offset = offset;
                 // The row names the original: record the copy's path and identity even if it
@@ -412,7 +412,7 @@ impl FileTail {
             Verdict::Continues { offset, .. } => {
                 // The original was read past the point where the copy was taken: nothing in the
                 // copy is new.
-                tracing::info!(path = %path, position = offset, size, "A copy of truncated content that was read to its end; following it from its end.");
+                tracing::info!(path = %Shown(path), position = offset, size, "A copy of truncated content that was read to its end; following it from its end.");
                 self.offset = size;
             }
         }

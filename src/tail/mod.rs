@@ -248,7 +248,7 @@ impl Tailer {
             return;
         }
         if t.path.set(path) {
-            tracing::debug!(from = %current.display(), to = %path.display(), "Tailed file renamed.");
+            tracing::debug!(from = %Shown(&current.to_string_lossy()), to = %Shown(&path.to_string_lossy()), "Tailed file renamed.");
             wake(&t.wake);
         }
     }
@@ -342,7 +342,7 @@ impl Tailer {
                     && fnv1a(&head[..k.fingerprint_len as usize]) == k.fingerprint =>
             {
                 if k.offset > meta.len() {
-                    tracing::info!(path = %path.display(), position = k.offset, size = meta.len(), "File is shorter than its committed position (truncated); reading it from the start as a new file.");
+                    tracing::info!(path = %Shown(&path.to_string_lossy()), position = k.offset, size = meta.len(), "File is shorter than its committed position (truncated); reading it from the start as a new file.");
                     self.contents.truncated(k.truncated());
                     let meta = Arc::new(FileMeta {
                         id: new_file_id(),
@@ -355,7 +355,7 @@ impl Tailer {
             }
             other => {
                 if let Some(k) = other {
-                    tracing::info!(path = %path.display(), "File no longer starts with the bytes read from it (truncated and rewritten, or its inode reused); reading it from the start.");
+                    tracing::info!(path = %Shown(&path.to_string_lossy()), "File no longer starts with the bytes read from it (truncated and rewritten, or its inode reused); reading it from the start.");
                     self.contents.truncated(k.truncated());
                 }
                 let from_end = first && source.start_at == StartAt::End;
@@ -368,7 +368,7 @@ impl Tailer {
             }
         };
         self.warned.remove(&path);
-        tracing::info!(path = %path.display(), source = %source.name, position = offset, "Tailing file.");
+        tracing::info!(path = %Shown(&path.to_string_lossy()), source = %source.name, position = offset, "Tailing file.");
         let file = Arc::new(file);
         let head = if unsettled { Vec::new() } else { head };
         self.contents.live(key, file.clone(), &head);
@@ -406,7 +406,7 @@ impl Tailer {
 
     fn warn_once(&mut self, path: &Path, what: std::fmt::Arguments<'_>) {
         if self.warned.insert(path.to_path_buf()) {
-            tracing::warn!(path = %path.display(), "{what}");
+            tracing::warn!(path = %Shown(&path.to_string_lossy()), "{what}");
         }
     }
 }
@@ -468,11 +468,16 @@ fn matching_paths(pattern: &str) -> Result<Vec<PathBuf>, globset::Error> {
         components.len() - first_glob
     };
     let mut paths = Vec::new();
-    for entry in walkdir::WalkDir::new(&root)
+    let walk = walkdir::WalkDir::new(&root)
         .follow_links(true)
         .min_depth(1)
         .max_depth(depth)
-    {
+        .into_iter()
+        // A glob that starts above a kernel file system does not walk into it: `/proc` alone
+        // holds every process's root (`/proc/*/root`) and files whose reads block or consume
+        // (`/proc/kmsg`). Named in the glob's literal part, they are walked as asked.
+        .filter_entry(|e| !(e.file_type().is_dir() && is_pseudo_fs(e.path(), &root)));
+    for entry in walk {
         match entry {
             Ok(e) if matcher.is_match(e.path()) => paths.push(e.into_path()),
             Ok(_) => {}
@@ -485,6 +490,16 @@ fn matching_paths(pattern: &str) -> Result<Vec<PathBuf>, globset::Error> {
         }
     }
     Ok(paths)
+}
+
+/// Kernel file systems that a glob walks into only when its literal part names them.
+const PSEUDO_FILE_SYSTEMS: &[&str] = &["/proc", "/sys", "/dev"];
+
+/// Whether `dir` is one of [`PSEUDO_FILE_SYSTEMS`] and the walk's `root` is not inside it.
+fn is_pseudo_fs(dir: &Path, root: &Path) -> bool {
+    PSEUDO_FILE_SYSTEMS
+        .iter()
+        .any(|fs| dir == Path::new(fs) && !root.starts_with(fs))
 }
 
 /// Opens a file, reads its first bytes (at most [`FINGERPRINT_MAX_BYTES`]) and its metadata,
@@ -521,7 +536,49 @@ pub(crate) fn new_file_id() -> FileId {
     fastrand::i64(1..i64::MAX)
 }
 
+/// A path as logbelt's own log shows it: control characters (an ANSI escape, a carriage return)
+/// escaped, so that a file name cannot garble or forge log lines.
+pub(crate) struct Shown<'a>(pub &'a str);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Wakes `notify` from a plain thread (the file-system watcher's callback).
 pub(crate) fn wake(notify: &Notify) {
     notify.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_paths_escape_control_characters() {
+        assert_eq!(
+            Shown("/var/log/a\u{1b}[31mred\r.log").to_string(),
+            "/var/log/a\\u{1b}[31mred\\r.log"
+        );
+        assert_eq!(
+            Shown("/var/log/ünïcode.log").to_string(),
+            "/var/log/ünïcode.log"
+        );
+    }
+
+    #[test]
+    fn kernel_file_systems_are_walked_only_when_the_glob_starts_inside_them() {
+        assert!(is_pseudo_fs(Path::new("/proc"), Path::new("/")));
+        assert!(!is_pseudo_fs(Path::new("/proc"), Path::new("/proc")));
+        assert!(!is_pseudo_fs(Path::new("/var/log"), Path::new("/")));
+    }
 }
