@@ -13,12 +13,14 @@
 //! - [`shutdown`]: Ctrl-C / SIGTERM → drain; a second signal → exit.
 //! - [`db`]: the SQLite and PostgreSQL stores behind one trait.
 //! - [`inspect`]: the read-only `status` and `query` commands.
+//! - [`logging`]: logbelt's own log, which a failing or blocked stderr cannot stop.
 //! - [`run`]: the entry points the binary calls.
 
 pub mod actors;
 pub mod config;
 pub mod db;
 pub mod inspect;
+pub mod logging;
 pub mod messages;
 pub mod metrics;
 pub mod parse;

@@ -1,6 +1,7 @@
 //! The `logbelt` command: parses the command line, sets up logging, loads the config and hands
 //! over to the library. Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -94,17 +95,25 @@ enum Command {
 }
 
 const EXIT_BAD_CONFIG: u8 = 2;
+const EXIT_RUNTIME: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    match cli.command {
+    let code = command(cli.command);
+    logbelt::logging::flush(logbelt::logging::EXIT_FLUSH);
+    code
+}
+
+fn command(command: Command) -> ExitCode {
+    match command {
         Command::Run { config, once } => {
             let config = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             let code = logbelt::run::run(config, once);
+            logbelt::logging::flush(logbelt::logging::EXIT_FLUSH);
             // Exit now: a commit still retrying against a dead database must not hold the process.
             std::process::exit(code);
         }
@@ -114,16 +123,29 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             if let Err(e) = logbelt::db::check_reachable(&config.database) {
-                eprintln!("logbelt: {}: database.url: {e}", config.path.display());
+                logbelt::logging::report(&format!(
+                    "logbelt: {}: database.url: {e}",
+                    config.path.display()
+                ));
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }
-            println!(
-                "{}: OK ({} source(s), database {})",
+            let ok = format!(
+                "{}: OK ({} source(s), database {})\n",
                 config.path.display(),
                 config.sources.len(),
                 config.database.url
             );
-            ExitCode::SUCCESS
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(ok.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    logbelt::logging::report(&format!("logbelt: cannot write to stdout: {e}"));
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
         }
         Command::Status { config, json } => {
             let config = match load_config(&config) {
@@ -165,19 +187,23 @@ fn main() -> ExitCode {
 /// Loads the config, or prints its one-line error and gives the exit code for a bad config.
 fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
-        eprintln!("logbelt: {e}");
+        logbelt::logging::report(&format!("logbelt: {e}"));
         ExitCode::from(EXIT_BAD_CONFIG)
     })
 }
 
+/// logbelt's own log on stderr, through [`logbelt::logging`]: a stderr that fails or blocks
+/// loses log lines (counted), never the process.
 fn init_logging(format: LogFormat) {
+    logbelt::logging::start();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(logbelt::logging::Stderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),

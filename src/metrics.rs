@@ -117,7 +117,10 @@ async fn accept_loop(listener: std::net::TcpListener, handle: PrometheusHandle) 
             let line = String::from_utf8_lossy(&request[..n]);
             let path = line.split_whitespace().nth(1).unwrap_or("");
             let (status, content_type, body) = match path {
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", handle.render()),
+                "/metrics" => {
+                    log_lines_dropped();
+                    ("200 OK", "text/plain; version=0.0.4", handle.render())
+                }
                 "/health" if HEALTHY.load(Ordering::Relaxed) => {
                     ("200 OK", "text/plain", "ok\n".to_string())
                 }
@@ -186,10 +189,21 @@ fn describe() {
         "logbelt_up",
         "1 while every pipeline stage runs, 0 while failed or restarting."
     );
+    describe_counter!(
+        "logbelt_log_lines_dropped_total",
+        "Lines of logbelt's own log lost because stderr failed, blocked or fell behind."
+    );
+    log_lines_dropped();
     // Every stage's restart counter exists from the start, so that `increase()` works from 0.
     for stage in ["tailer", "reader", "parser", "writer", "database"] {
         counter!("logbelt_restarts_total", "stage" => stage).absolute(0);
     }
+}
+
+/// Publishes the count of lost log lines (kept by [`crate::logging`], which must not call into
+/// the recorder itself: the recorder may log).
+fn log_lines_dropped() {
+    counter!("logbelt_log_lines_dropped_total").absolute(crate::logging::dropped());
 }
 
 /// The pipeline is running (`true`) or failed/restarting (`false`).

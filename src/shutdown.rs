@@ -23,7 +23,10 @@ pub fn install(supervisor: Recipient<Shutdown>) -> Result<(), ctrlc::Error> {
             // supervisor's mailbox. A control message: do_send is fine.
             supervisor.do_send(Shutdown);
         } else {
-            eprintln!("logbelt: second signal, exiting now; uncommitted lines will be read again at the next start");
+            // Through the log queue, never a write that can fail or block: this path must end
+            // the process whatever state stderr is in.
+            tracing::warn!("Second signal, exiting now; uncommitted lines will be read again at the next start.");
+            crate::logging::flush(crate::logging::EXIT_FLUSH);
             std::process::exit(EXIT_SECOND_SIGNAL);
         }
     })

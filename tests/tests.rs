@@ -21,6 +21,8 @@
 //!   `--features fault-injection`).
 //! - [`metrics`]: the `/metrics` counters, and backpressure seen through them.
 //! - [`chaos`]: `kill -9` at random moments while lines are written and rotated.
+//! - [`hostile`]: a hostile host: stderr/stdout that cannot be written, a database user
+//!   without the grants, a read-only database, a database file replaced under the daemon.
 //!
 //! PostgreSQL tests run when `LOGBELT_TEST_POSTGRES_URL` is set (an admin URL: each test
 //! creates and drops its own database); otherwise they are skipped, or fail when
@@ -36,6 +38,7 @@ mod corpus;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod files;
+mod hostile;
 mod inspect;
 mod metrics;
 mod outage;

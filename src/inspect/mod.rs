@@ -79,7 +79,7 @@ pub fn exit_code(result: Result<(), InspectError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("logbelt: {e}");
+            crate::logging::report(&format!("logbelt: {e}"));
             ExitCode::from(e.code)
         }
     }

@@ -130,12 +130,12 @@ pub fn query(config: &Config, options: &QueryOptions) -> Result<(), InspectError
     })?;
     if !options.json {
         if found.events.is_empty() {
-            eprintln!("(no matching events)");
+            crate::logging::report("(no matching events)");
         } else if found.more {
-            eprintln!(
+            crate::logging::report(&format!(
                 "(showing the {} most recent matching events; raise --limit to see older ones)",
                 found.events.len()
-            );
+            ));
         }
     }
     Ok(())

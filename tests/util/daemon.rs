@@ -59,6 +59,11 @@ impl Daemon {
         }
     }
 
+    /// The child's stderr, when it was spawned with `Stdio::piped()` (taken once).
+    pub fn take_stderr_pipe(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.stderr.take()
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }

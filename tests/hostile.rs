@@ -1,0 +1,287 @@
+//! A hostile host: what logbelt's process is given can be broken — a stderr that cannot be
+//! written (`/dev/full`, a closed pipe), a stdout that cannot be written — and logbelt must go on
+//! (the daemon) or fail in one line with a non-zero exit (the commands), never hang or panic.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use crate::util::{
+    free_addr, health, json_lines, logbelt_command, scrape, toml_str, wait_endpoint, wait_until,
+    write_config_with, Backend, Count, Daemon, TestEnv, Written, DEADLINE,
+};
+
+/// Exit code of a Rust panic: must never be seen.
+const PANIC_EXIT: i32 = 101;
+
+/// `/dev/full`, opened for writing: every write fails with ENOSPC.
+fn dev_full() -> Stdio {
+    Stdio::from(
+        File::options()
+            .write(true)
+            .open("/dev/full")
+            .expect("open /dev/full"),
+    )
+}
+
+/// The write end of a pipe whose read end is already closed: every write fails with EPIPE.
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    Stdio::from(writer)
+}
+
+/// `logbelt ARGS --config <env's config>` with the given stdout and stderr.
+fn spawn(env: &TestEnv, args: &[&str], stdout: Stdio, stderr: Stdio) -> Daemon {
+    let unused = env.path("unused.stderr");
+    let mut cmd = logbelt_command(env.dir.path(), &unused);
+    cmd.stdout(stdout)
+        .stderr(stderr)
+        .args(args)
+        .arg("--config")
+        .arg(env.config_path());
+    Daemon::from_command(cmd, &unused)
+}
+
+/// `[metrics] listen = addr`.
+fn listen(addr: std::net::SocketAddr) -> (&'static str, &'static str, String) {
+    ("metrics", "listen", toml_str(&addr.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// stderr that cannot be written
+// ---------------------------------------------------------------------------------------------
+
+both_backends!(run_once_with_stderr_on_dev_full_stores_everything_and_exits_0);
+/// Issue 11 §1: `run --once 2>/dev/full` committed nothing and never exited (the log writer
+/// panicked in whichever thread logged).
+fn run_once_with_stderr_on_dev_full_stores_everything_and_exits_0(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    env.config().write(&env);
+    let mut w = Written::new();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 0, 500));
+    let mut d = spawn(&env, &["run", "--once"], Stdio::null(), dev_full());
+    let status = d.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(0), "run --once 2>/dev/full: {status}");
+    w.assert_stored(&env.db);
+    w.assert_positions_at_end(&env.db);
+}
+
+both_backends!(run_once_with_stderr_a_closed_pipe_stores_everything_and_exits_0);
+/// Issue 11 §1: `run --once 2>&1 | head -c 10` — stderr a pipe nobody reads any more.
+fn run_once_with_stderr_a_closed_pipe_stores_everything_and_exits_0(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    env.config().write(&env);
+    let mut w = Written::new();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 0, 500));
+    let mut d = spawn(&env, &["run", "--once"], Stdio::null(), closed_pipe());
+    let status = d.wait_exit(DEADLINE);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "run --once, stderr a closed pipe: {status}"
+    );
+    w.assert_stored(&env.db);
+    w.assert_positions_at_end(&env.db);
+}
+
+both_backends!(daemon_with_stderr_on_dev_full_follows_drains_and_counts_lost_log_lines);
+/// The daemon with an unwritable stderr follows files, answers `/metrics` and `/health`, counts
+/// the log lines it could not write (`logbelt_log_lines_dropped_total`), and drains on SIGINT.
+fn daemon_with_stderr_on_dev_full_follows_drains_and_counts_lost_log_lines(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    let addr = free_addr();
+    write_config_with(&env, &env.config(), &[listen(addr)]);
+    let mut w = Written::new();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 0, 100));
+    let mut d = spawn(&env, &["run"], Stdio::null(), dev_full());
+    wait_endpoint(addr, &mut d);
+    // No log to watch: /health turns 200 once the pipeline (and so the database) is up.
+    wait_until("/health 200", DEADLINE, || {
+        d.assert_running();
+        health(addr) == 200
+    });
+    env.db.wait_rows(100, Some(&mut d));
+    w.append(&env.log("a.jsonl"), &json_lines("a", 100, 100));
+    env.db.wait_rows(200, Some(&mut d));
+    assert_eq!(health(addr), 200, "/health with stderr on /dev/full");
+    // At least "Serving /metrics and /health." and "Pipeline started." were lost; the logging
+    // thread counts a line once its write has failed.
+    wait_until("lost log lines counted", DEADLINE, || {
+        d.assert_running();
+        scrape(addr).counter("logbelt_log_lines_dropped_total", &[]) >= 2.0
+    });
+    d.sigint();
+    let status = d.wait_exit(DEADLINE);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "drain with stderr on /dev/full: {status}"
+    );
+    w.assert_stored(&env.db);
+    w.assert_positions_at_end(&env.db);
+}
+
+/// A clean run's `/metrics` shows `logbelt_log_lines_dropped_total 0`.
+#[test]
+fn lost_log_lines_counter_is_rendered_at_zero() {
+    let Some(env) = TestEnv::new(Backend::Sqlite) else {
+        return;
+    };
+    let addr = free_addr();
+    write_config_with(&env, &env.config(), &[listen(addr)]);
+    let mut d = env.start();
+    d.wait_started();
+    wait_endpoint(addr, &mut d);
+    let m = scrape(addr);
+    assert_eq!(
+        m.get("logbelt_log_lines_dropped_total", &[]),
+        Some(0.0),
+        "{}",
+        m.text
+    );
+    d.sigint();
+    d.assert_exit_ok();
+}
+
+both_backends!(second_signal_with_stderr_a_closed_pipe_exits_at_once);
+/// Issue 11 §1: the second signal's message went through `eprintln!`, which panicked on a
+/// broken stderr and took the signal thread with it: no signal could end the process any more.
+/// Here stderr is read until the first signal is acknowledged, then closed; commits are blocked
+/// so that the drain cannot finish; the second signal must end the process (130).
+fn second_signal_with_stderr_a_closed_pipe_exits_at_once(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    let mut cfg = env.config();
+    if b == Backend::Sqlite {
+        cfg.database_extra
+            .push(("busy_timeout_ms".into(), "100".into()));
+    }
+    cfg.drain_timeout_ms = 600_000;
+    cfg.write(&env);
+    let mut w = Written::new();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 0, 100));
+    let mut d = spawn(&env, &["run"], Stdio::null(), Stdio::piped());
+    let pipe = d.take_stderr_pipe().expect("piped stderr");
+    // Reads stderr into `log` until the shutdown is acknowledged, then closes the pipe.
+    let log = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let done = line.contains("Shutting down");
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+                if done {
+                    break;
+                }
+            }
+        })
+    };
+    let logged = |needle: &str| log.lock().unwrap().contains(needle);
+    wait_until("the pipeline to start", DEADLINE, || {
+        d.assert_running();
+        logged("Pipeline started.")
+    });
+    env.db.wait_rows(100, Some(&mut d));
+
+    let block = env.db.block_writes();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 100, 50));
+    wait_until("a commit held up by the lock", DEADLINE, || {
+        d.assert_running();
+        match b {
+            Backend::Sqlite => logged("retrying"),
+            Backend::Postgres => {
+                let waiting: Vec<Count> = env.db.load(
+                    "SELECT count(*) AS n FROM pg_locks l JOIN pg_database d \
+                     ON d.oid = l.database \
+                     WHERE NOT l.granted AND d.datname = current_database()",
+                );
+                waiting[0].n > 0
+            }
+        }
+    });
+    d.sigint();
+    wait_until(
+        "the shutdown acknowledged and stderr closed",
+        DEADLINE,
+        || {
+            d.assert_running();
+            reader.is_finished()
+        },
+    );
+    d.assert_running();
+    d.sigint();
+    let status = d.wait_exit(DEADLINE);
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "second signal with stderr a closed pipe: {status}\n--- stderr until closed ---\n{}",
+        log.lock().unwrap()
+    );
+
+    block.release();
+    env.run_once();
+    w.assert_stored(&env.db);
+    w.assert_positions_at_end(&env.db);
+}
+
+// ---------------------------------------------------------------------------------------------
+// stdout that cannot be written
+// ---------------------------------------------------------------------------------------------
+
+/// Issue 11 §1: `validate >/dev/full` panicked (exit 101). `validate`, `status` and `query`
+/// with stdout on `/dev/full` exit 1 and say why on stderr; with stderr broken as well they
+/// still exit 1, without a panic.
+#[test]
+fn commands_with_stdout_on_dev_full_exit_1_without_panic() {
+    let Some(env) = TestEnv::new(Backend::Sqlite) else {
+        return;
+    };
+    env.config().write(&env);
+    let mut w = Written::new();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 0, 10));
+    env.run_once();
+    w.assert_stored(&env.db);
+
+    for args in [
+        &["validate"][..],
+        &["status"],
+        &["status", "--json"],
+        &["query"],
+        &["query", "--json"],
+    ] {
+        let err = env.path("cmd.stderr");
+        let mut d = spawn(
+            &env,
+            args,
+            dev_full(),
+            Stdio::from(File::create(&err).expect("create cmd.stderr")),
+        );
+        let status = d.wait_exit(DEADLINE);
+        let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{args:?} >/dev/full: {status}\n{stderr}"
+        );
+        assert!(
+            stderr.contains("cannot write to stdout") && !stderr.contains("panicked"),
+            "{args:?} >/dev/full: stderr {stderr:?}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+
+        for broken_stderr in [dev_full(), closed_pipe()] {
+            let mut d = spawn(&env, args, dev_full(), broken_stderr);
+            let status = d.wait_exit(DEADLINE);
+            assert_ne!(status.code(), Some(PANIC_EXIT), "{args:?}: panicked");
+            assert_eq!(
+                status.code(),
+                Some(1),
+                "{args:?} >/dev/full 2>(broken): {status}"
+            );
+        }
+    }
+}
