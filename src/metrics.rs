@@ -186,6 +186,10 @@ fn describe() {
     );
     describe_gauge!("logbelt_files_tailed", "Files being tailed.");
     describe_gauge!(
+        "logbelt_files_waiting_for_descriptor",
+        "Matched files waiting for a file descriptor (more files than `ulimit -n` allows open)."
+    );
+    describe_gauge!(
         "logbelt_up",
         "1 while every pipeline stage runs, 0 while failed or restarting."
     );
@@ -197,6 +201,10 @@ fn describe() {
     // Every stage's restart counter exists from the start, so that `increase()` works from 0.
     for stage in ["tailer", "reader", "parser", "writer", "database"] {
         counter!("logbelt_restarts_total", "stage" => stage).absolute(0);
+    }
+    // Likewise every dead-letter reason's.
+    for reason in DEAD_LETTER_KINDS {
+        counter!("logbelt_dead_letters_total", "reason" => reason).absolute(0);
     }
 }
 
@@ -254,6 +262,21 @@ pub fn queue_depth(queue: &'static str, depth: usize) {
 pub fn files_tailed(n: usize) {
     gauge!("logbelt_files_tailed").set(n as f64);
 }
+
+/// Matched files waiting for a file descriptor (more files than the descriptor budget).
+pub fn files_waiting_for_descriptor(n: usize) {
+    gauge!("logbelt_files_waiting_for_descriptor").set(n as f64);
+}
+
+/// Every label [`dead_letter_kind`] gives a dead letter that logbelt makes (`other` is only a
+/// fallback for a reason text none of these match).
+pub const DEAD_LETTER_KINDS: [&str; 5] = [
+    "invalid_utf8",
+    "invalid_json",
+    "not_an_object",
+    "too_long",
+    "refused_by_database",
+];
 
 /// The label of a dead letter's reason: its class, not its text (bounded cardinality).
 pub fn dead_letter_kind(reason: &str) -> &'static str {

@@ -207,6 +207,46 @@ fn restart_counters_are_rendered_at_zero(b: Backend) {
     d.assert_exit_ok();
 }
 
+both_backends!(dead_letter_counters_are_rendered_at_zero_before_any_dead_letter);
+/// Issue 10 §4: every counter exists from the start — `logbelt_dead_letters_total` has a series
+/// at 0 for each reason before any dead letter, so that `increase()` and alerts work from 0.
+fn dead_letter_counters_are_rendered_at_zero_before_any_dead_letter(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    let addr = free_addr();
+    write_config_with(&env, &env.config(), &[listen(addr)]);
+    let mut w = Written::new();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 0, 10));
+    let mut d = env.start();
+    d.wait_started();
+    wait_endpoint(addr, &mut d);
+    env.db.wait_rows(10, Some(&mut d));
+    let m = wait_scrape(addr, "the commit counted", |m| {
+        m.counter("logbelt_rows_written_total", &[]) >= 10.0
+    });
+    assert_eq!(env.db.dead_count(), 0, "no dead letter in this input");
+    for reason in [
+        "invalid_utf8",
+        "invalid_json",
+        "not_an_object",
+        "too_long",
+        "refused_by_database",
+    ] {
+        assert_eq!(
+            m.get("logbelt_dead_letters_total", &[("reason", reason)]),
+            Some(0.0),
+            "logbelt_dead_letters_total{{reason=\"{reason}\"}} before any dead letter\n{}",
+            m.text
+        );
+    }
+    assert!(
+        m.text.contains("# HELP logbelt_dead_letters_total"),
+        "described\n{}",
+        m.text
+    );
+    d.sigint();
+    d.assert_exit_ok();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backpressure: a blocked database stops reading
 // ---------------------------------------------------------------------------------------------
