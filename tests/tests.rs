@@ -23,6 +23,9 @@
 //! - [`chaos`]: `kill -9` at random moments while lines are written and rotated.
 //! - [`hostile`]: a hostile host: stderr/stdout that cannot be written, a database user
 //!   without the grants, a read-only database, a database file replaced under the daemon.
+//! - [`logrotate`]: the real `logrotate` (`create`, `copytruncate`, `delaycompress` +
+//!   `compress`) while a writer appends: every line on disk stored once, latency after each
+//!   rotation (skipped without logrotate, or failing when `LOGBELT_REQUIRE_LOGROTATE=1`).
 //!
 //! PostgreSQL tests run when `LOGBELT_TEST_POSTGRES_URL` is set (an admin URL: each test
 //! creates and drops its own database); otherwise they are skipped, or fail when
@@ -40,6 +43,7 @@ mod faults;
 mod files;
 mod hostile;
 mod inspect;
+mod logrotate;
 mod metrics;
 mod outage;
 mod pipeline;

@@ -6,6 +6,7 @@
 //! - [`model`]: the lines written, and the assertions against the tables.
 //! - [`daemon`]: the child process.
 //! - [`endpoint`]: the `/metrics` and `/health` endpoint, extra config tables, `LOGBELT_FAULTS`.
+//! - [`logrotate`]: the real `logrotate`, its config and state file, skipped when missing.
 //!
 //! Waiting is always "poll a condition under a deadline" ([`wait_until`]): a test never sleeps in
 //! place of a signal it could observe.
@@ -18,11 +19,13 @@ use tempfile::TempDir;
 mod daemon;
 mod db;
 mod endpoint;
+mod logrotate;
 mod model;
 
 pub use daemon::*;
 pub use db::*;
 pub use endpoint::*;
+pub use logrotate::*;
 pub use model::*;
 
 /// The binary under test.
@@ -266,6 +269,21 @@ pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool
         }
         if start.elapsed() > deadline {
             panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Polls `cond` until it holds or `deadline` passes, and says which: for a wait whose timeout
+/// is a finding to report with others (what is still missing), not a failure on the spot.
+pub fn poll_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > deadline {
+            return false;
         }
         std::thread::sleep(POLL);
     }
