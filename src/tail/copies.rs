@@ -62,7 +62,8 @@ pub enum Verdict {
 
 /// A file with a running tail task whose content is settled.
 struct Live {
-    file: Arc<std::fs::File>,
+    /// `None` while the file is closed (idle, its descriptor lent to another file).
+    file: Option<Arc<std::fs::File>>,
     /// Its first bytes as read (at most 1 KiB).
     head: Vec<u8>,
 }
@@ -88,10 +89,19 @@ impl Contents {
             s.live.insert(
                 key,
                 Live {
-                    file,
+                    file: Some(file),
                     head: head.to_vec(),
                 },
             );
+        }
+    }
+
+    /// The tailed file `key` was closed (`None`) or opened again.
+    pub fn set_file(&self, key: (u64, u64), file: Option<Arc<std::fs::File>>) {
+        if let Ok(mut s) = self.state.lock() {
+            if let Some(l) = s.live.get_mut(&key) {
+                l.file = file;
+            }
         }
     }
 
@@ -166,10 +176,14 @@ impl Contents {
                     offset: t.offset,
                 };
             }
+            // A closed (idle) file is not compared: it has not changed since it was read, and
+            // a truncation reopens it, which makes its old content a continuation candidate.
             for (k, l) in &s.live {
                 let n = head.len().min(l.head.len());
-                if *k != key && n > 0 && head[..n] == l.head[..n] {
-                    candidates.push((l.file.clone(), l.head.clone()));
+                if let Some(file) = &l.file {
+                    if *k != key && n > 0 && head[..n] == l.head[..n] {
+                        candidates.push((file.clone(), l.head.clone()));
+                    }
                 }
             }
         }

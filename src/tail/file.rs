@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::copies::{Contents, Truncated, Verdict};
+use super::descriptors::{Descriptor, Descriptors};
 use super::fingerprint::{identity, FINGERPRINT_MAX_BYTES};
 use super::lines::{LineSplitter, LinesOut};
 use super::{Shown, TailSettings};
@@ -87,6 +88,8 @@ pub struct TailTaskCtx {
     pub settings: Arc<TailSettings>,
     /// What the other tasks read: tells a copy from a new file (`copytruncate`).
     pub contents: Arc<Contents>,
+    /// The descriptor budget: an idle file closes its own when another file waits for one.
+    pub descriptors: Arc<Descriptors>,
 }
 
 /// The path a tailed file is found at now. The scanner moves it when the file is renamed to
@@ -129,8 +132,11 @@ pub struct FileTail {
     /// The path the `files` table has for this file (`None`: no row yet). When the file has
     /// moved and has nothing new to send, an empty batch records the new path.
     pub recorded_path: Option<Arc<str>>,
-    /// The open file, shared with the blocking reads (positional: no seek state).
-    pub file: Arc<std::fs::File>,
+    /// The open file, shared with the blocking reads (positional: no seek state). `None` while
+    /// closed: idle, its descriptor lent to a file that waited for one.
+    pub file: Option<Arc<std::fs::File>>,
+    /// Its share of the descriptor budget, held while it is open.
+    pub descriptor: Option<Descriptor>,
     /// Offset at which reading starts (a line boundary).
     pub offset: u64,
     /// The file's first bytes, up to [`FINGERPRINT_MAX_BYTES`] (at least up to `offset`).
@@ -191,10 +197,25 @@ impl FileTail {
             if self.unsettled {
                 copies_changed.as_mut().enable();
             }
+            let descriptor_wanted = ctx.descriptors.idle_wake().notified();
+            tokio::pin!(descriptor_wanted);
+            descriptor_wanted.as_mut().enable();
             let (path, path_str) = self.path.get();
             let mut nothing_new = false;
             if let Some(notified) = woke.take() {
-                match self.changed(read_offset, notified) {
+                let open = match self.file {
+                    Some(_) => true,
+                    None => match self.reopen(&ctx, &path, read_offset, notified).await {
+                        Ok(open) => open,
+                        Err(_) => break EndReason::Stopped,
+                    },
+                };
+                let change = if open {
+                    self.changed(read_offset, notified)
+                } else {
+                    Ok(Change::None)
+                };
+                match change {
                     Ok(Change::None) => nothing_new = true,
                     Ok(Change::Grew) => {}
                     Ok(Change::Truncated) if self.unsettled => {}
@@ -238,8 +259,14 @@ impl FileTail {
                 // first bytes are checked after the read: a file truncated and written again
                 // while we read (copytruncate while reading behind) must not have its new bytes
                 // taken for the old content's continuation.
-                let (file, mut chunk, at) =
-                    (self.file.clone(), std::mem::take(&mut buf), read_offset);
+                let file = match self.open_file() {
+                    Ok(f) => f.clone(),
+                    Err(e) => {
+                        tracing::warn!(path = %Shown(&path_str), error = %e, "Read failed; the file is retried at the next scan.");
+                        break EndReason::Failed;
+                    }
+                };
+                let (mut chunk, at) = (std::mem::take(&mut buf), read_offset);
                 let head = (!self.head.is_empty() && at > 0).then(|| self.head.clone());
                 let done = tokio::task::spawn_blocking(move || {
                     let n = file.read_at(&mut chunk, at);
@@ -357,7 +384,10 @@ impl FileTail {
                 if since.elapsed() >= ROTATED_FILE_GRACE {
                     // Deleted (no name left, it can never be met again): forget its position.
                     // Merely renamed: keep it, the file may match a glob under its new name.
-                    let deleted = self.file.metadata().is_ok_and(|m| m.nlink() == 0);
+                    let deleted = self
+                        .file
+                        .as_ref()
+                        .is_some_and(|f| f.metadata().is_ok_and(|m| m.nlink() == 0));
                     if deleted {
                         tracing::debug!(path = %Shown(&path_str), "Deleted file read to its end; forgetting it.");
                         if !self.unsettled
@@ -380,13 +410,23 @@ impl FileTail {
                 // Renamed away: look again when the grace ends, whatever the poll.
                 poll = poll.min(ROTATED_FILE_GRACE.saturating_sub(since.elapsed()));
             }
+            if self.file.is_some() && ctx.descriptors.should_release() {
+                // Idle at its end while another file waits for a descriptor: lend ours.
+                tracing::debug!(path = %Shown(&path_str), "Idle file closed; another file waits for a descriptor.");
+                self.file = None;
+                self.descriptor = None;
+                contents.set_file(self.key, None);
+            }
             woke = Some(tokio::select! {
                 _ = ctx.wake.notified() => true,
+                _ = &mut descriptor_wanted, if self.file.is_some() => false,
                 _ = &mut copies_changed, if self.unsettled => true,
                 _ = tokio::time::sleep(poll) => false,
                 _ = ctx.cancel.cancelled() => break EndReason::Stopped,
             });
         };
+        // Its handle there would keep the file open after its descriptor is given back.
+        contents.ended(self.key);
         self.end(sent_offset, reason)
     }
 
@@ -397,8 +437,9 @@ impl FileTail {
             return Ok(Settle::Compressed);
         }
         let head = &first[..first.len().min(FINGERPRINT_MAX_BYTES)];
-        let size = self.file.metadata()?.len();
-        match contents.classify(self.key, head, size, &self.file) {
+        let file = self.open_file()?;
+        let size = file.metadata()?.len();
+        match contents.classify(self.key, head, size, file) {
             Verdict::Wait => return Ok(Settle::Wait),
             Verdict::New => {}
             Verdict::Continues { meta, offset } if offset <= size => {
@@ -429,7 +470,8 @@ impl FileTail {
     /// fstat, at most a 1 KiB pread): microseconds on a local file, without the thread hop of
     /// tokio::fs, so that a thousand idle files cost next to nothing.
     fn changed(&self, read_offset: u64, notified: bool) -> std::io::Result<Change> {
-        let len = self.file.metadata()?.len();
+        let file = self.open_file()?;
+        let len = file.metadata()?.len();
         if len < read_offset {
             return Ok(Change::Truncated);
         }
@@ -440,13 +482,53 @@ impl FileTail {
                 Change::Grew
             });
         }
-        Ok(if !starts_with(&self.file, &self.head)? {
+        Ok(if !starts_with(file, &self.head)? {
             Change::Truncated
         } else if len == read_offset {
             Change::None
         } else {
             Change::Grew
         })
+    }
+
+    /// The open file (a closed one is opened again before it is read or checked).
+    fn open_file(&self) -> std::io::Result<&Arc<std::fs::File>> {
+        self.file
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the file is closed"))
+    }
+
+    /// Opens the idle-closed file again if it may have changed: found at its path, by identity,
+    /// once a descriptor is free. Returns whether it is open; `Err` when cancelled meanwhile.
+    async fn reopen(
+        &mut self,
+        ctx: &TailTaskCtx,
+        path: &Path,
+        read_offset: u64,
+        notified: bool,
+    ) -> Result<bool, Stop> {
+        let ours = |m: &std::fs::Metadata| (m.dev(), m.ino()) == self.key;
+        // Not at its path (renamed away while closed): the grace logic decides.
+        match std::fs::metadata(path) {
+            Ok(m) if ours(&m) && (m.len() != read_offset || notified) => {}
+            _ => return Ok(false),
+        }
+        let descriptor = tokio::select! {
+            d = ctx.descriptors.take() => d,
+            _ = ctx.cancel.cancelled() => return Err(Stop::Cancelled),
+        };
+        let file = match std::fs::File::open(path) {
+            Ok(f) if f.metadata().is_ok_and(|m| ours(&m)) => Arc::new(f),
+            Ok(_) => return Ok(false),
+            Err(e) => {
+                tracing::debug!(path = %Shown(&path.to_string_lossy()), error = %e, "Cannot open the idle file again; trying at its next change.");
+                return Ok(false);
+            }
+        };
+        ctx.contents.set_file(self.key, Some(file.clone()));
+        self.file = Some(file);
+        self.descriptor = descriptor;
+        Ok(true)
     }
 
     fn end(self, sent_offset: u64, reason: EndReason) -> TailEnd {

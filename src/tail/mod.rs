@@ -7,9 +7,11 @@
 //! - [`fingerprint`]: file identity.
 //! - [`file`]: one file's task (truncation, rotation, deletion).
 //! - [`copies`]: telling a copy (`copytruncate`) from a new file.
+//! - [`descriptors`]: the file-descriptor budget.
 //! - [`watch`]: file-system notifications that wake tasks early; a slow poll is the fallback.
 
 pub mod copies;
+pub mod descriptors;
 pub mod file;
 pub mod fingerprint;
 pub mod lines;
@@ -28,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{SourceConfig, StartAt};
 use crate::record::{FileId, FileIdentity, FileMeta, LineBatch};
 use copies::{Contents, Truncated};
+use descriptors::{Descriptor, Descriptors};
 use file::{EndReason, FileTail, SharedPath, TailEnd, TailTaskCtx};
 use fingerprint::{fnv1a, FINGERPRINT_MAX_BYTES};
 
@@ -85,6 +88,9 @@ impl Known {
     }
 }
 
+/// A descriptor for a file that waited for one: (source index, path, first scan, descriptor).
+type Granted = (usize, PathBuf, bool, Option<Descriptor>);
+
 /// A file with a running tail task.
 struct Tailing {
     path: SharedPath,
@@ -104,6 +110,12 @@ pub struct Tailer {
     tailing: HashMap<(u64, u64), Tailing>,
     /// What the tasks read, to tell copies from new files.
     contents: Arc<Contents>,
+    descriptors: Arc<Descriptors>,
+    /// Files that wait for a descriptor (each has a task waiting for one, which hands it over
+    /// through `granted`).
+    waiting: HashSet<PathBuf>,
+    granted_tx: mpsc::Sender<Granted>,
+    granted: mpsc::Receiver<Granted>,
     tasks: JoinSet<TailEnd>,
     /// Paths already warned about (unreadable, not a regular file, compressed), so that a
     /// problem is reported once, not at every scan. Cleared for a path once it is tailed.
@@ -137,6 +149,8 @@ impl Tailer {
             );
         }
         let watch = watch::Watch::new(sources.iter().flat_map(|s| s.include.iter()));
+        // Bounded: a waiting file's task waits here (yielding) while the tailer is busy.
+        let (granted_tx, granted) = mpsc::channel(64);
         Tailer {
             sources,
             settings: Arc::new(settings),
@@ -145,6 +159,10 @@ impl Tailer {
             known,
             tailing: HashMap::new(),
             contents: Arc::default(),
+            descriptors: Arc::new(Descriptors::for_this_process()),
+            waiting: HashSet::new(),
+            granted_tx,
+            granted,
             tasks: JoinSet::new(),
             warned: HashSet::new(),
             watch,
@@ -156,12 +174,18 @@ impl Tailer {
         self.scan(true).await;
         let scan_wake = self.watch.scan_wake();
         loop {
-            if self.settings.once && self.tasks.is_empty() {
+            let scan_interval = self.scan_interval();
+            if self.settings.once && self.tasks.is_empty() && self.waiting.is_empty() {
                 break;
             }
-            let scan_interval = self.scan_interval();
             tokio::select! {
                 Some(ended) = self.tasks.join_next(), if !self.tasks.is_empty() => self.ended(ended),
+                Some((idx, path, first, d)) = self.granted.recv() => {
+                    self.waiting.remove(&path);
+                    crate::metrics::files_waiting_for_descriptor(self.waiting.len());
+                    let meta = std::fs::metadata(&path);
+                    self.consider(idx, path, meta, first, d).await;
+                }
                 _ = scan_wake.notified(), if !self.settings.once => self.scan(false).await,
                 _ = tokio::time::sleep(scan_interval), if !self.settings.once => self.scan(false).await,
                 _ = self.cancel.cancelled() => break,
@@ -272,7 +296,9 @@ impl Tailer {
                 .is_ok_and(|m| self.known.contains_key(&(m.dev(), m.ino())))
         });
         for (source_idx, path, meta) in known.into_iter().chain(new) {
-            self.consider(source_idx, path, meta, first).await;
+            if !self.waiting.contains(&path) {
+                self.consider(source_idx, path, meta, first, None).await;
+            }
         }
     }
 
@@ -282,6 +308,7 @@ impl Tailer {
         path: PathBuf,
         meta: std::io::Result<std::fs::Metadata>,
         first: bool,
+        descriptor: Option<Descriptor>,
     ) {
         let meta = match meta {
             Ok(m) => m,
@@ -301,6 +328,10 @@ impl Tailer {
             self.track(key, &path);
             return;
         }
+        let Some(descriptor) = descriptor.or_else(|| self.descriptors.try_take()) else {
+            self.wait_for_descriptor(source_idx, path, first);
+            return;
+        };
         let opened = {
             let path = path.clone();
             tokio::task::spawn_blocking(move || open_with_head(&path)).await
@@ -379,7 +410,8 @@ impl Tailer {
             meta: file_meta,
             path: shared_path.clone(),
             recorded_path,
-            file,
+            file: Some(file),
+            descriptor: Some(descriptor),
             offset,
             head,
             unsettled,
@@ -391,6 +423,7 @@ impl Tailer {
             watched: self.watch.all_watched_flag(),
             settings: self.settings.clone(),
             contents: self.contents.clone(),
+            descriptors: self.descriptors.clone(),
         };
         self.tailing.insert(
             key,
@@ -402,6 +435,35 @@ impl Tailer {
         crate::metrics::files_tailed(self.tailing.len());
         crate::metrics::file_to_read(offset, meta.len());
         self.tasks.spawn(tail.run(ctx));
+    }
+
+    /// Every descriptor of the budget is in use: `path` waits for one (an idle file closes its
+    /// own for it). Reading is never skipped, only delayed.
+    fn wait_for_descriptor(&mut self, source_idx: usize, path: PathBuf, first: bool) {
+        if !self.waiting.insert(path.clone()) {
+            return;
+        }
+        if self.waiting.len() == 1 {
+            tracing::warn!(
+                budget = self.descriptors.budget(),
+                "More files than file descriptors: files wait for one while idle files close theirs (raise `ulimit -n` to follow them all at once)."
+            );
+        }
+        crate::metrics::files_waiting_for_descriptor(self.waiting.len());
+        let (descriptors, tx, cancel) = (
+            self.descriptors.clone(),
+            self.granted_tx.clone(),
+            self.cancel.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::select! {
+                d = descriptors.take() => {
+                    // Only fails when the tailer has stopped: nothing to hand over then.
+                    let _ = tx.send((source_idx, path, first, d)).await;
+                }
+                _ = cancel.cancelled() => {}
+            }
+        });
     }
 
     fn warn_once(&mut self, path: &Path, what: std::fmt::Arguments<'_>) {
