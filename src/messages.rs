@@ -61,6 +61,8 @@ pub struct StageFailed {
     pub generation: u64,
     pub stage: Stage,
     pub reason: String,
+    /// A restart cannot mend it (a missing grant, a read-only database): stop instead.
+    pub fatal: bool,
 }
 
 /// Pipeline `generation` has committed everything it read after its input ended. Reader →

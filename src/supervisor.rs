@@ -118,7 +118,7 @@ impl Supervisor {
             }
             match opened {
                 Ok(Ok((stores, positions))) => act.build(ctx, generation, stores, positions),
-                Ok(Err(e)) if generation == 1 => {
+                Ok(Err(e)) if generation == 1 || e.is_fatal() => {
                     tracing::error!(error = %e, "Cannot start.");
                     act.exit(ctx, EXIT_FAILURE);
                 }
@@ -414,8 +414,13 @@ impl Handler<StageFailed> for Supervisor {
         if self.pipeline.as_ref().map(|p| p.generation) != Some(msg.generation) {
             return;
         }
-        tracing::error!(stage = %msg.stage, reason = %msg.reason, "Stage failed.");
         crate::metrics::set_healthy(false);
+        if msg.fatal {
+            tracing::error!(stage = %msg.stage, reason = %msg.reason, "Cannot go on: a restart would not help; exiting. Nothing uncommitted is lost: it is read again at the next start.");
+            self.tear_down_and_exit(ctx, EXIT_FAILURE);
+            return;
+        }
+        tracing::error!(stage = %msg.stage, reason = %msg.reason, "Stage failed.");
         crate::metrics::restarted(&msg.stage.to_string());
         if self.shutting_down {
             tracing::error!("Cannot finish the drain; exiting. Uncommitted lines will be read again at the next start.");

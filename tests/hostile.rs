@@ -1,6 +1,7 @@
 //! A hostile host: what logbelt's process is given can be broken — a stderr that cannot be
-//! written (`/dev/full`, a closed pipe), a stdout that cannot be written — and logbelt must go on
-//! (the daemon) or fail in one line with a non-zero exit (the commands), never hang or panic.
+//! written (`/dev/full`, a closed pipe), a stdout that cannot be written, a PostgreSQL role
+//! without the grants — and logbelt must go on (the daemon), or stop in one line with a
+//! non-zero exit, never hang, panic, or turn good lines into dead letters.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -283,5 +284,243 @@ fn commands_with_stdout_on_dev_full_exit_1_without_panic() {
                 "{args:?} >/dev/full 2>(broken): {status}"
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL: a role without the grants
+// ---------------------------------------------------------------------------------------------
+
+/// A PostgreSQL login role for one test (roles are global to the server: named after the
+/// test's database), dropped with everything granted to it when the guard goes.
+struct Role {
+    name: String,
+    /// The test database, as its owner.
+    admin_url: String,
+}
+
+impl Role {
+    /// Creates the role; `None` (the test then skips) unless the backend is PostgreSQL.
+    fn create(env: &TestEnv) -> Option<Role> {
+        if env.db.backend != Backend::Postgres {
+            return None;
+        }
+        let db_name = env.db.config_url.rsplit('/').next().unwrap().to_string();
+        let role = Role {
+            name: format!("lb_role_{}", db_name.trim_start_matches("logbelt_test_")),
+            admin_url: env.db.config_url.clone(),
+        };
+        role.sql(&format!(
+            "DROP ROLE IF EXISTS {0}; CREATE ROLE {0} LOGIN",
+            role.name
+        ));
+        Some(role)
+    }
+
+    /// Runs `sql` on the test database as its owner.
+    fn sql(&self, sql: &str) {
+        use diesel::connection::SimpleConnection;
+        use diesel::Connection;
+        let mut c = diesel::PgConnection::establish(&self.admin_url)
+            .unwrap_or_else(|e| panic!("connect as the owner: {e}"));
+        c.batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The test database's URL, logging in as this role (the server trusts local logins).
+    fn url(&self) -> String {
+        let (scheme, rest) = self.admin_url.split_once("://").unwrap();
+        let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+        format!("{scheme}://{}@{host}", self.name)
+    }
+
+    /// The grants the README's least-privilege role lists.
+    fn grant_least_privilege(&self) {
+        self.sql(&format!(
+            "GRANT SELECT, INSERT ON log_events, dead_letters TO {0}; \
+             GRANT USAGE ON SEQUENCE log_events_id_seq, dead_letters_id_seq TO {0}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON files TO {0}; \
+             GRANT SELECT ON __diesel_schema_migrations TO {0};",
+            self.name
+        ));
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        use diesel::connection::SimpleConnection;
+        use diesel::Connection;
+        let dropped = diesel::PgConnection::establish(&self.admin_url).map(|mut c| {
+            c.batch_execute(&format!(
+                "DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}",
+                self.name
+            ))
+        });
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: cannot drop role {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// A PostgreSQL environment whose schema is migrated (by a first `run --once` as the database's
+/// owner, with no files yet) and a role without any grant on it yet.
+fn migrated_with_role() -> Option<(TestEnv, Role)> {
+    let env = TestEnv::new(Backend::Postgres)?;
+    env.config().write(&env);
+    env.run_once();
+    let role = Role::create(&env)?;
+    Some((env, role))
+}
+
+/// `status`/`query`/`run` stderr lines that are not logbelt's INFO lines.
+fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains(" INFO "))
+        .collect()
+}
+
+/// Issue 11 §2: with INSERT on `dead_letters` and `files` but not on `log_events`, `run --once`
+/// exited 0 and stored every valid line as a dead letter ("permission denied for table
+/// log_events"), moving the positions past them. Now: exit 1, one error line naming the missing
+/// grant and the GRANT statement, nothing stored, no position.
+#[test]
+fn postgres_role_without_insert_on_log_events_stops_and_names_the_grant() {
+    let Some((env, role)) = migrated_with_role() else {
+        return;
+    };
+    role.grant_least_privilege();
+    // CREATE too, so that only the missing INSERT is in the way (not the migrations).
+    role.sql(&format!(
+        "REVOKE INSERT ON log_events FROM {0}; GRANT CREATE ON SCHEMA public TO {0}",
+        role.name
+    ));
+    let mut cfg = env.config();
+    cfg.url = role.url();
+    cfg.write(&env);
+    let mut w = Written::new();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 0, 3000));
+    let mut d = Daemon::spawn_in(
+        env.dir.path(),
+        &[
+            "run",
+            "--once",
+            "--config",
+            env.config_path().to_str().unwrap(),
+        ],
+    );
+    let status = d.wait_exit(DEADLINE);
+    let stderr = d.stderr();
+    assert_eq!(status.code(), Some(1), "{status}\n{stderr}");
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
+    assert!(
+        errors[0].contains("INSERT on log_events")
+            && errors[0].contains(&format!("GRANT INSERT ON log_events TO {}", role.name)),
+        "the missing grant is named:\n{stderr}"
+    );
+    assert_eq!(env.db.dead_count(), 0, "dead letters");
+    assert_eq!(env.db.events_count(), 0, "rows");
+    assert!(env.db.files().is_empty(), "positions: {:?}", env.db.files());
+}
+
+/// Issue 11 §2, the grant revoked while logbelt runs: commits then fail on every line. Not one
+/// may become a dead letter and no position may move: logbelt stops (exit 1) naming the grant,
+/// and once it is given back, the next run stores every line once.
+#[test]
+fn postgres_grant_revoked_while_running_stops_without_dead_letters() {
+    let Some((env, role)) = migrated_with_role() else {
+        return;
+    };
+    role.grant_least_privilege();
+    role.sql(&format!("GRANT CREATE ON SCHEMA public TO {0}", role.name));
+    let mut cfg = env.config();
+    cfg.url = role.url();
+    cfg.write(&env);
+    let log = env.log("a.jsonl");
+    let mut w = Written::new();
+    w.append(&log, &json_lines("a", 0, 100));
+    let mut d = env.start();
+    d.wait_started();
+    env.db.wait_rows(100, Some(&mut d));
+    let committed = std::fs::metadata(&log).unwrap().len() as i64;
+
+    role.sql(&format!("REVOKE INSERT ON log_events FROM {0}", role.name));
+    w.append(&log, &json_lines("a", 100, 50));
+    let status = d.wait_exit(DEADLINE);
+    let stderr = d.stderr();
+    assert_eq!(status.code(), Some(1), "{status}\n{stderr}");
+    assert!(
+        stderr.contains("INSERT on log_events")
+            && stderr.contains(&format!("GRANT INSERT ON log_events TO {}", role.name)),
+        "the missing grant is named:\n{stderr}"
+    );
+    assert_eq!(env.db.dead_count(), 0, "dead letters");
+    assert_eq!(env.db.events_count(), 100, "rows");
+    let files = env.db.files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0].committed_offset, committed, "the position moved");
+
+    role.sql(&format!("GRANT INSERT ON log_events TO {0}", role.name));
+    env.run_once();
+    w.assert_stored(&env.db);
+    w.assert_positions_at_end(&env.db);
+}
+
+/// README "Least-privilege role": with the schema owned and migrated by someone else, a role
+/// with only the listed grants (no CREATE: PostgreSQL 15's default for `public`) runs logbelt,
+/// and `status` and `query` work with it. Migrations used to `CREATE TABLE IF NOT EXISTS`
+/// their bookkeeping table at every start, which needs CREATE.
+#[test]
+fn postgres_least_privilege_role_runs_on_a_current_schema() {
+    let Some((env, role)) = migrated_with_role() else {
+        return;
+    };
+    role.grant_least_privilege();
+    role.sql(&format!(
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC, {0}",
+        role.name
+    ));
+    let mut cfg = env.config();
+    cfg.url = role.url();
+    cfg.write(&env);
+    let mut w = Written::new();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 0, 200));
+    w.append(
+        &env.log("b.jsonl"),
+        &[r#"{"msg":"nul \u0000 here"}"#.to_string()],
+    );
+    let mut d = Daemon::spawn_in(
+        env.dir.path(),
+        &[
+            "run",
+            "--once",
+            "--config",
+            env.config_path().to_str().unwrap(),
+        ],
+    );
+    let status = d.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(0), "{status}\n{}", d.stderr());
+    // A line the database refuses on its own still becomes a dead letter.
+    let dead = env.db.dead_letters();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].error.starts_with("refused by the database"),
+        "{dead:?}"
+    );
+    assert_eq!(env.db.events_count(), 200);
+    for args in [&["status"][..], &["query", "--limit", "1"]] {
+        let out = std::process::Command::new(crate::util::BIN)
+            .args(args)
+            .arg("--config")
+            .arg(env.config_path())
+            .output()
+            .expect("run logbelt");
+        assert!(
+            out.status.success(),
+            "{args:?} as the least-privilege role: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -163,6 +163,15 @@ impl StageGuard {
 
     /// Reports a failure now (and disarms: one report per stage).
     pub fn fail(&mut self, reason: String) {
+        self.report(reason, false);
+    }
+
+    /// Reports a failure that a restart cannot mend (the supervisor stops instead).
+    pub fn fail_fatal(&mut self, reason: String) {
+        self.report(reason, true);
+    }
+
+    fn report(&mut self, reason: String, fatal: bool) {
         if self.armed {
             self.armed = false;
             // A rare control message: do_send is fine here (never on the data path).
@@ -170,6 +179,7 @@ impl StageGuard {
                 generation: self.generation,
                 stage: self.stage,
                 reason,
+                fatal,
             });
         }
     }

@@ -17,7 +17,7 @@ use super::StageGuard;
 use crate::db::{DbError, Store};
 use crate::messages::{Flush, Records, StageGone};
 use crate::metrics;
-use crate::record::{DeadLetter, RecordBatch};
+use crate::record::{DeadLetter, Record, RecordBatch};
 
 /// How the committer retries transient database errors.
 #[derive(Debug, Clone)]
@@ -233,8 +233,13 @@ pub async fn run_committer(
                     Ok((s, result)) => {
                         store = s;
                         if let Err(e) = result {
-                            tracing::error!(error = %e, "Commit failed; nothing of the batch is stored.");
-                            guard.fail(format!("commit failed: {e}"));
+                            if e.is_fatal() {
+                                // The supervisor says it, once, and stops.
+                                guard.fail_fatal(e.message.clone());
+                            } else {
+                                tracing::error!(error = %e, "Commit failed; nothing of the batch is stored.");
+                                guard.fail(format!("commit failed: {e}"));
+                            }
                             failed = Some(e.message);
                         }
                     }
@@ -304,6 +309,8 @@ fn commit_with_retry(
     // Set after a transient failure: the transaction may have landed before the connection
     // broke; look before committing it again.
     let mut outcome_unknown = false;
+    // Why the database could not be asked whether the transaction landed.
+    let mut unreachable: Option<DbError> = None;
     loop {
         if outcome_unknown {
             match crate::db::already_committed(store, batches) {
@@ -312,17 +319,21 @@ fn commit_with_retry(
                     return Ok(());
                 }
                 Ok(false) => outcome_unknown = false,
-                Err(_) => {} // still unreachable: back off below and look again
+                // Still unreachable: back off below and look again, logging why.
+                Err(e) => unreachable = Some(e),
             }
         }
-        let failed = if outcome_unknown {
-            DbError::transient("database still unreachable")
+        let failed = if let Some(e) = unreachable.take() {
+            e
         } else {
             match store.commit(host, batches) {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             }
         };
+        if failed.is_fatal() {
+            return Err(failed);
+        }
         if failed.is_transient() {
             outcome_unknown = true;
         }
@@ -341,6 +352,7 @@ fn commit_with_retry(
                     continue;
                 }
                 Ok(None) => return Err(failed),
+                Err(e) if e.is_fatal() => return Err(e),
                 Err(e) if !e.is_transient() => return Err(failed),
                 Err(_) => {} // the database went away meanwhile: retry below
             }
@@ -394,10 +406,38 @@ fn find_refused_line(
                 Err(_) => hi = mid,
             }
         }
-        return match store.probe(host, &[subset(batch, lo..lo + 1)]) {
-            Err(e) if !e.is_transient() => Ok(Some((b, lo, e))),
-            Err(e) => Err(e),
-            Ok(()) => Ok(None),
+        let refused = match store.probe(host, &[subset(batch, lo..lo + 1)]) {
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) if !e.is_transient() => e,
+            Err(e) => return Err(e),
+            Ok(()) => return Ok(None),
+        };
+        // The control: the same row with a neutral line (`{}`, no timestamp, level or message)
+        // in its place. Only if that is accepted is the refusal the line's own (invalid data,
+        // such as `\u0000` in `jsonb`); if it is refused too, the database refuses any row
+        // (a grant, the schema, a constraint): no line is to blame, and none may become a dead
+        // letter.
+        let record = &batch.records[lo];
+        let neutral = RecordBatch {
+            buf: b"{}".to_vec(),
+            records: vec![Record {
+                offset: record.offset,
+                line: 0..2,
+                ts_micros: None,
+                level: None,
+                message: None,
+            }],
+            dead_letters: Vec::new(),
+            empty_lines: 0,
+            bytes: 0,
+            position: batch.position.clone(),
+        };
+        return match store.probe(host, &[neutral]) {
+            Ok(()) => Ok(Some((b, lo, refused))),
+            Err(e) if e.is_transient() => Err(e),
+            Err(_) => Err(DbError::fatal(format!(
+                "the database refuses any row, not one line: {refused}"
+            ))),
         };
     }
     Ok(None)

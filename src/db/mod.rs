@@ -21,8 +21,13 @@ pub enum ErrorKind {
     /// lost a serialization race: retry with backoff, holding the batch.
     Transient,
     /// The batch itself cannot be stored (a value the database rejects): retrying the same rows
-    /// fails again.
+    /// fails again. If one line is to blame, it becomes a dead letter.
     Permanent,
+    /// The database refuses logbelt itself, whatever the lines: a missing grant, a table or
+    /// column that is not there, a constraint, a read-only database file. Neither retrying nor
+    /// restarting helps and no line is to blame: the operator must act. logbelt stops without
+    /// moving any position.
+    Fatal,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -49,6 +54,17 @@ impl DbError {
 
     pub fn is_transient(&self) -> bool {
         self.kind == ErrorKind::Transient
+    }
+
+    pub fn fatal(message: impl Into<String>) -> Self {
+        DbError {
+            kind: ErrorKind::Fatal,
+            message: one_line(message.into()),
+        }
+    }
+
+    pub fn is_fatal(&self) -> bool {
+        self.kind == ErrorKind::Fatal
     }
 }
 

@@ -1,7 +1,9 @@
 //! PostgreSQL store: the production backend, many hosts into one database. Rows go in by binary
 //! `COPY` (`diesel::copy_from`, ~3× batched INSERT: STACK.md §5); dead letters and positions in the
 //! same transaction. Migrations (`migrations/postgres`) run under an advisory lock, so several
-//! logbelt processes may start at the same moment. A broken connection is re-established at the
+//! logbelt processes may start at the same moment; when the schema is current nothing is created
+//! or locked, so a role without CREATE can run logbelt, and its grants are checked at start
+//! (a missing one is named, with its `GRANT`). A broken connection is re-established at the
 //! next commit.
 
 use std::collections::HashMap;
@@ -10,15 +12,16 @@ use std::io::Write;
 use chrono::{DateTime, Utc};
 use diesel::deserialize::FromSqlRow;
 use diesel::expression::AsExpression;
+use diesel::migration::MigrationSource;
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::serialize::{IsNull, Output, ToSql};
-use diesel::sql_types::Jsonb;
+use diesel::sql_types::{Bool, Jsonb, Nullable, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::schema::postgres::{dead_letters, files, log_events};
-use super::{final_positions, DbError, PositionRow, Store};
+use super::{final_positions, DbError, ErrorKind, PositionRow, Store};
 use crate::config::redact;
 use crate::record::RecordBatch;
 use crate::tail::StoredPosition;
@@ -118,6 +121,9 @@ impl PgStore {
             message: redact(&e.message),
             ..e
         })?;
+        if let Some(e) = missing_grants(&mut conn) {
+            return Err(e);
+        }
         Ok(PgStore {
             url: url.to_string(),
             conn: Some(conn),
@@ -133,17 +139,209 @@ impl PgStore {
             .ok_or_else(|| DbError::transient("no PostgreSQL connection"))
     }
 
-    /// Classifies an error, and drops the connection when it is the connection that failed.
+    /// Classifies an error, and drops the connection when it is the connection that failed. A
+    /// refusal that a missing grant (or table) explains is fatal, with the grant named: it is
+    /// not the lines' fault, and must not make dead letters of them.
     fn failed(&mut self, context: &str, e: DieselError) -> DbError {
         let err = classify(context, e);
         if err.is_transient() {
             self.conn = None;
+        } else if let Some(conn) = self.conn.as_mut() {
+            if let Some(grants) = missing_grants(conn) {
+                return DbError {
+                    message: format!("{}: {}", err.message, grants.message),
+                    kind: ErrorKind::Fatal,
+                };
+            }
         }
         err
     }
 }
 
+/// Applies pending migrations, unless the schema is current: then nothing is created or locked,
+/// so that a role without CREATE (the schema owned by someone else) can run logbelt.
 fn migrate(conn: &mut PgConnection) -> Result<(), DbError> {
+    if schema_is_current(conn)? {
+        return Ok(());
+    }
+    let migrated = migrate_locked(conn);
+    match migrated {
+        Err(e) if !may_create(conn) => Err(DbError::fatal(format!(
+            "{}: the schema is not current and role {} may not create tables in it: let the \
+             schema's owner run logbelt once (or apply migrations/postgres), then grant this \
+             role what the README's \"Least-privilege role\" lists",
+            e.message,
+            current_role(conn).unwrap_or_else(|| "?".into()),
+        ))),
+        other => other,
+    }
+}
+
+#[derive(QueryableByName)]
+struct VersionRow {
+    #[diesel(sql_type = Text)]
+    version: String,
+}
+
+/// Whether every embedded migration is recorded as applied (read-only: no CREATE needed).
+fn schema_is_current(conn: &mut PgConnection) -> Result<bool, DbError> {
+    #[derive(QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = Bool)]
+        exists: bool,
+    }
+    let exists: Vec<Exists> =
+        diesel::sql_query("SELECT to_regclass('__diesel_schema_migrations') IS NOT NULL AS exists")
+            .load(conn)
+            .map_err(|e| classify("cannot read the schema version", e))?;
+    if !exists.first().is_some_and(|e| e.exists) {
+        return Ok(false);
+    }
+    let applied: Vec<VersionRow> =
+        diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+            .load(conn)
+            .map_err(|e| {
+                let err = classify("cannot read the schema version", e);
+                match missing_grants(conn) {
+                    Some(grants) => grants,
+                    None => err,
+                }
+            })?;
+    let applied: std::collections::HashSet<String> =
+        applied.into_iter().map(|r| r.version).collect();
+    let wanted = MigrationSource::<Pg>::migrations(&MIGRATIONS)
+        .map_err(|e| DbError::fatal(format!("embedded migrations: {e}")))?;
+    Ok(wanted
+        .iter()
+        .all(|m| applied.contains(&m.name().version().to_string())))
+}
+
+/// Whether the role may create tables in the current schema.
+fn may_create(conn: &mut PgConnection) -> bool {
+    #[derive(QueryableByName)]
+    struct May {
+        #[diesel(sql_type = Nullable<Bool>)]
+        may: Option<bool>,
+    }
+    diesel::sql_query("SELECT has_schema_privilege(current_schema(), 'CREATE') AS may")
+        .load::<May>(conn)
+        .ok()
+        .and_then(|r| r.first().and_then(|m| m.may))
+        .unwrap_or(false)
+}
+
+fn current_role(conn: &mut PgConnection) -> Option<String> {
+    #[derive(QueryableByName)]
+    struct Role {
+        #[diesel(sql_type = Text)]
+        role: String,
+    }
+    diesel::sql_query("SELECT current_user::text AS role")
+        .load::<Role>(conn)
+        .ok()
+        .and_then(|r| r.into_iter().next().map(|r| r.role))
+}
+
+/// What logbelt's writes need, table by table: `(table, privilege, on its id sequence)`.
+/// `files` is upserted (`INSERT … ON CONFLICT DO UPDATE`: SELECT, INSERT, UPDATE), read at
+/// start and deleted from when a file is gone; rows get their `id` from the sequences.
+const NEEDED_GRANTS: &[(&str, &str, bool)] = &[
+    ("log_events", "INSERT", false),
+    ("log_events", "USAGE", true),
+    ("dead_letters", "INSERT", false),
+    ("dead_letters", "USAGE", true),
+    ("files", "SELECT", false),
+    ("files", "INSERT", false),
+    ("files", "UPDATE", false),
+    ("files", "DELETE", false),
+    ("__diesel_schema_migrations", "SELECT", false),
+];
+
+/// Checks the privileges in [`NEEDED_GRANTS`]: a fatal error naming what is missing and the
+/// `GRANT` statements that fix it, or `None` when everything is granted (or the check itself
+/// cannot run: the caller's own error stands then).
+fn missing_grants(conn: &mut PgConnection) -> Option<DbError> {
+    #[derive(QueryableByName)]
+    struct Grant {
+        #[diesel(sql_type = Text)]
+        role: String,
+        #[diesel(sql_type = Text)]
+        tbl: String,
+        #[diesel(sql_type = Text)]
+        privilege: String,
+        #[diesel(sql_type = Bool)]
+        is_sequence: bool,
+        #[diesel(sql_type = Nullable<Text>)]
+        object: Option<String>,
+        #[diesel(sql_type = Nullable<Bool>)]
+        granted: Option<bool>,
+    }
+    let values: Vec<String> = NEEDED_GRANTS
+        .iter()
+        .map(|(t, p, seq)| format!("('{t}', '{p}', {seq})"))
+        .collect();
+    let sql = format!(
+        "SELECT quote_ident(current_user) AS role, n.tbl, n.privilege, n.is_sequence, \
+           CASE WHEN to_regclass(n.tbl) IS NULL THEN NULL \
+                WHEN n.is_sequence THEN pg_get_serial_sequence(n.tbl, 'id') \
+                ELSE n.tbl END AS object, \
+           CASE WHEN to_regclass(n.tbl) IS NULL THEN NULL \
+                WHEN n.is_sequence THEN has_sequence_privilege(pg_get_serial_sequence(n.tbl, 'id'), n.privilege) \
+                ELSE has_table_privilege(to_regclass(n.tbl)::oid, n.privilege) END AS granted \
+         FROM (VALUES {}) AS n(tbl, privilege, is_sequence)",
+        values.join(", ")
+    );
+    let rows: Vec<Grant> = diesel::sql_query(sql).load(conn).ok()?;
+    let role = rows.first().map(|r| r.role.clone())?;
+    let absent: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.object.is_none() && r.tbl != "__diesel_schema_migrations")
+        .map(|r| r.tbl.as_str())
+        .collect();
+    if !absent.is_empty() {
+        let mut absent = absent;
+        absent.dedup();
+        return Some(DbError::fatal(format!(
+            "PostgreSQL database has no table {} (dropped, or another schema is first in \
+             search_path?): logbelt migrates an empty database itself, but will not recreate \
+             tables of a database it has migrated before",
+            absent.join(", ")
+        )));
+    }
+    let missing: Vec<&Grant> = rows
+        .iter()
+        .filter(|r| r.object.is_some() && r.granted == Some(false))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let what: Vec<String> = missing
+        .iter()
+        .map(|r| {
+            let object = r.object.as_deref().unwrap_or(&r.tbl);
+            if r.is_sequence {
+                format!("{} on sequence {object}", r.privilege)
+            } else {
+                format!("{} on {object}", r.privilege)
+            }
+        })
+        .collect();
+    let grants: Vec<String> = missing
+        .iter()
+        .map(|r| {
+            let object = r.object.as_deref().unwrap_or(&r.tbl);
+            let kind = if r.is_sequence { "SEQUENCE " } else { "" };
+            format!("GRANT {} ON {kind}{object} TO {role};", r.privilege)
+        })
+        .collect();
+    Some(DbError::fatal(format!(
+        "PostgreSQL role {role} lacks {}: as the tables' owner, run: {}",
+        what.join(", "),
+        grants.join(" ")
+    )))
+}
+
+fn migrate_locked(conn: &mut PgConnection) -> Result<(), DbError> {
     diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
         .execute(conn)
         .map_err(|e| classify("cannot take the migration lock", e))?;
@@ -293,8 +491,11 @@ fn write(
     Ok(())
 }
 
-/// Transient: the connection failed or the server is going away or restarting, or a
-/// serialization race. Permanent: the server refused the data itself.
+/// Transient: the connection failed, the server is going away, restarting or out of resources,
+/// or a serialization race. Fatal: an integrity constraint of the schema. Permanent: anything
+/// else the server refused — maybe the data of one line, which the writer tells apart by
+/// trying a neutral row in its place; a refusal that a missing grant explains is turned fatal
+/// by [`PgStore::failed`]. (diesel does not expose the SQLSTATE, hence the structural test.)
 fn classify(context: &str, e: DieselError) -> DbError {
     let message = if context.is_empty() {
         redact(&e.to_string())
@@ -306,10 +507,14 @@ fn classify(context: &str, e: DieselError) -> DbError {
             DatabaseErrorKind::SerializationFailure
             | DatabaseErrorKind::ClosedConnection
             | DatabaseErrorKind::UnableToSendCommand => DbError::transient(message),
+            // Integrity constraints (SQLSTATE class 23) are the table's, not a line's: no value
+            // logbelt writes for a line can violate the schema's own.
             DatabaseErrorKind::UniqueViolation
             | DatabaseErrorKind::ForeignKeyViolation
             | DatabaseErrorKind::NotNullViolation
-            | DatabaseErrorKind::CheckViolation => DbError::permanent(message),
+            | DatabaseErrorKind::CheckViolation
+            | DatabaseErrorKind::RestrictViolation
+            | DatabaseErrorKind::ExclusionViolation => DbError::fatal(message),
             _ => {
                 let m = info.message();
                 // Server shutting down / restarting / not accepting connections, admin cancel.
@@ -323,6 +528,13 @@ fn classify(context: &str, e: DieselError) -> DbError {
                     // transaction can succeed when tried again.
                     || m.contains("deadlock detected")
                     || m.contains("canceling statement due to")
+                    // Insufficient resources (SQLSTATE class 53): a full server, disk or memory
+                    // can recover.
+                    || m.contains("too many clients")
+                    || m.contains("remaining connection slots")
+                    || m.contains("could not extend file")
+                    || m.contains("No space left on device")
+                    || m.contains("out of memory")
                 {
                     DbError::transient(message)
                 } else {
