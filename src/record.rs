@@ -24,6 +24,23 @@ pub struct FileIdentity {
     pub fingerprint: u64,
 }
 
+impl FileIdentity {
+    /// The identity of content that is on no inode any more (truncated away): device and
+    /// inode 0, the fingerprint kept, so that a copy can still be recognised as its continuation.
+    pub fn detached(self) -> Self {
+        FileIdentity {
+            dev: 0,
+            inode: 0,
+            ..self
+        }
+    }
+
+    /// Whether this is the identity of content on no inode (see [`FileIdentity::detached`]).
+    pub fn is_detached(&self) -> bool {
+        self.dev == 0 && self.inode == 0
+    }
+}
+
 /// The file a batch belongs to. Shared by every batch of that file.
 #[derive(Debug)]
 pub struct FileMeta {

@@ -635,3 +635,37 @@ fn copytruncate_while_reading_behind_keeps_every_line_once(b: Backend) {
     d.assert_exit_ok();
     assert_lines_once(&env.db, &[("a", 0..20_010), ("t", 0..25_000)]);
 }
+
+both_backends!(a_copy_that_ends_before_the_position_is_not_read_again_after_a_restart);
+/// logbelt read lines that were written after logrotate's copy and before its truncation: the
+/// copy ends before the position. Nothing in it is new, and it must stay so after a restart
+/// (its row records it; the truncated content's row names no inode).
+fn a_copy_that_ends_before_the_position_is_not_read_again_after_a_restart(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    notified_only(&env, "logs/app.jsonl*");
+    let app = env.log("app.jsonl");
+    let offsets = append_lines(&app, &json_lines("a", 0, 30));
+    append_lines(&app, &json_lines("a", 30, 10));
+    let mut d = env.start();
+    d.wait_started();
+    env.db.wait_rows(40, Some(&mut d));
+
+    // The copy was taken when the file held 30 lines, 10 lines before the truncation.
+    let bytes = std::fs::read(&app).unwrap();
+    let copied_len = offsets[29] as usize + json_lines("a", 29, 1)[0].len() + 1;
+    std::fs::write(env.log("app.jsonl.1"), &bytes[..copied_len]).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&app)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append_lines(&app, &json_lines("c", 0, 5));
+    env.db.wait_rows(45, Some(&mut d));
+    d.wait_for_log("following it from its end");
+    d.sigint();
+    d.assert_exit_ok();
+    assert_lines_once(&env.db, &[("a", 0..40), ("c", 0..5)]);
+    env.run_once();
+    assert_lines_once(&env.db, &[("a", 0..40), ("c", 0..5)]);
+}

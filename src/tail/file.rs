@@ -221,7 +221,25 @@ impl FileTail {
                     Ok(Change::Truncated) if self.unsettled => {}
                     Ok(Change::Truncated) => {
                         tracing::info!(path = %Shown(&path_str), position = read_offset, "File truncated; reading it again from the start.");
-                        // The old content may live on in a copy (copytruncate): remember it.
+                        // Lines of the old content read before the truncation was seen.
+                        if splitter.boundary() > sent_offset {
+                            match self
+                                .send(&ctx, &mut out, &splitter, sent_offset, &path_str)
+                                .await
+                            {
+                                Ok(()) => sent_offset = splitter.boundary(),
+                                Err(_) => break EndReason::Stopped,
+                            }
+                        }
+                        // The old content may live on in a copy (copytruncate): remember it, and
+                        // let its row name no inode, so that after a restart it is still told
+                        // apart from the new content and can be continued by its copy.
+                        if self.recorded_path.is_some()
+                            && self.detach(&ctx, sent_offset, &path_str).await.is_err()
+                        {
+                            break EndReason::Stopped;
+                        }
+                        self.recorded_path = None;
                         let fp = identity(self.key.0, self.key.1, &self.head, sent_offset);
                         contents.truncated(Truncated {
                             meta: self.meta.clone(),
@@ -455,6 +473,8 @@ impl FileTail {
                 // copy is new.
                 tracing::info!(path = %Shown(path), position = offset, size, "A copy of truncated content that was read to its end; following it from its end.");
                 self.offset = size;
+                // Its row (a new file id) records that it is read, for after a restart.
+                self.recorded_path = Some(Arc::from(""));
             }
         }
         self.unsettled = false;
@@ -548,6 +568,14 @@ impl FileTail {
     /// it is committed.
     async fn forget(&self, ctx: &TailTaskCtx, offset: u64, path: &Arc<str>) -> Result<(), Stop> {
         let position = self.position(path, offset, true);
+        self.hand_over(ctx, LinesOut::default(), 0, position).await
+    }
+
+    /// Sends the empty batch that records that this file id's content is no longer on its inode
+    /// (truncated away): its row keeps the position and fingerprint, with device and inode 0.
+    async fn detach(&self, ctx: &TailTaskCtx, offset: u64, path: &Arc<str>) -> Result<(), Stop> {
+        let mut position = self.position(path, offset, false);
+        position.identity = position.identity.detached();
         self.hand_over(ctx, LinesOut::default(), 0, position).await
     }
 

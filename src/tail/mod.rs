@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{SourceConfig, StartAt};
-use crate::record::{FileId, FileIdentity, FileMeta, LineBatch};
+use crate::record::{FileId, FileIdentity, FileMeta, FilePosition, LineBatch};
 use copies::{Contents, Truncated};
 use descriptors::{Descriptor, Descriptors};
 use file::{EndReason, FileTail, SharedPath, TailEnd, TailTaskCtx};
@@ -110,6 +110,8 @@ pub struct Tailer {
     tailing: HashMap<(u64, u64), Tailing>,
     /// What the tasks read, to tell copies from new files.
     contents: Arc<Contents>,
+    /// Further committed positions on an inode that `known` has one for (see `Tailer::new`).
+    shadowed: HashMap<(u64, u64), Vec<Known>>,
     descriptors: Arc<Descriptors>,
     /// Files that wait for a descriptor (each has a task waiting for one, which hands it over
     /// through `granted`).
@@ -132,21 +134,29 @@ impl Tailer {
         cancel: CancellationToken,
     ) -> Self {
         let mut known = HashMap::new();
+        let contents = Arc::new(Contents::default());
+        let mut shadowed: HashMap<(u64, u64), Vec<Known>> = HashMap::new();
         for p in positions {
             let source: Arc<str> = p.source.as_str().into();
-            known.insert(
-                (p.identity.dev, p.identity.inode),
-                Known {
-                    meta: Arc::new(FileMeta {
-                        id: p.file_id,
-                        source,
-                    }),
-                    offset: p.offset,
-                    fingerprint_len: p.identity.fingerprint_len,
-                    fingerprint: p.identity.fingerprint,
-                    path: Some(p.path.as_str().into()),
-                },
-            );
+            let k = Known {
+                meta: Arc::new(FileMeta {
+                    id: p.file_id,
+                    source,
+                }),
+                offset: p.offset,
+                fingerprint_len: p.identity.fingerprint_len,
+                fingerprint: p.identity.fingerprint,
+                path: Some(p.path.as_str().into()),
+            };
+            let key = (p.identity.dev, p.identity.inode);
+            if p.identity.is_detached() {
+                // Content truncated away from its file: its copy may still be met.
+                contents.truncated(k.truncated());
+            } else if let Some(other) = known.insert(key, k) {
+                // Two rows on one inode (content truncated while logbelt was stopped, or by a
+                // version that kept the old row on the inode): the file's first bytes decide.
+                shadowed.entry(key).or_default().push(other);
+            }
         }
         let watch = watch::Watch::new(sources.iter().flat_map(|s| s.include.iter()));
         // Bounded: a waiting file's task waits here (yielding) while the tailer is busy.
@@ -158,7 +168,8 @@ impl Tailer {
             cancel,
             known,
             tailing: HashMap::new(),
-            contents: Arc::default(),
+            contents,
+            shadowed,
             descriptors: Arc::new(Descriptors::for_this_process()),
             waiting: HashSet::new(),
             granted_tx,
@@ -365,41 +376,41 @@ impl Tailer {
             );
             return;
         }
-        let source = &self.sources[source_idx];
+        self.settle_shadowed(key, &head, meta.len()).await;
+        let source_name = self.sources[source_idx].name.clone();
+        let from_end = first && self.sources[source_idx].start_at == StartAt::End;
+        let holds = |k: &Known| {
+            let n = k.fingerprint_len as usize;
+            head.len() >= n && fnv1a(&head[..n]) == k.fingerprint
+        };
         // `unsettled`: a new file, told apart from a copy by its first bytes (see `copies`).
-        let (file_meta, offset, unsettled, recorded_path) = match self.known.get(&key) {
-            Some(k)
-                if head.len() >= k.fingerprint_len as usize
-                    && fnv1a(&head[..k.fingerprint_len as usize]) == k.fingerprint =>
-            {
-                if k.offset > meta.len() {
-                    tracing::info!(path = %Shown(&path.to_string_lossy()), position = k.offset, size = meta.len(), "File is shorter than its committed position (truncated); reading it from the start as a new file.");
-                    self.contents.truncated(k.truncated());
-                    let meta = Arc::new(FileMeta {
-                        id: new_file_id(),
-                        source: k.meta.source.clone(),
-                    });
-                    (meta, 0, false, None)
-                } else {
-                    (k.meta.clone(), k.offset, false, k.path.clone())
-                }
+        let (file_meta, offset, unsettled, recorded_path) = match self.known.remove(&key) {
+            Some(k) if holds(&k) && k.offset <= meta.len() => (k.meta, k.offset, false, k.path),
+            Some(k) if holds(&k) => {
+                tracing::info!(path = %Shown(&path.to_string_lossy()), position = k.offset, size = meta.len(), "File is shorter than its committed position (truncated); reading it from the start as a new file.");
+                let source = k.meta.source.clone();
+                self.detach(k).await;
+                let meta = Arc::new(FileMeta {
+                    id: new_file_id(),
+                    source,
+                });
+                (meta, 0, false, None)
             }
             other => {
                 if let Some(k) = other {
                     tracing::info!(path = %Shown(&path.to_string_lossy()), "File no longer starts with the bytes read from it (truncated and rewritten, or its inode reused); reading it from the start.");
-                    self.contents.truncated(k.truncated());
+                    self.detach(k).await;
                 }
-                let from_end = first && source.start_at == StartAt::End;
                 let offset = if from_end { meta.len() } else { 0 };
                 let meta = Arc::new(FileMeta {
                     id: new_file_id(),
-                    source: source.name.as_str().into(),
+                    source: source_name.as_str().into(),
                 });
                 (meta, offset, !from_end, None)
             }
         };
         self.warned.remove(&path);
-        tracing::info!(path = %Shown(&path.to_string_lossy()), source = %source.name, position = offset, "Tailing file.");
+        tracing::info!(path = %Shown(&path.to_string_lossy()), source = %source_name, position = offset, "Tailing file.");
         let file = Arc::new(file);
         let head = if unsettled { Vec::new() } else { head };
         self.contents.live(key, file.clone(), &head);
@@ -435,6 +446,66 @@ impl Tailer {
         crate::metrics::files_tailed(self.tailing.len());
         crate::metrics::file_to_read(offset, meta.len());
         self.tasks.spawn(tail.run(ctx));
+    }
+
+    /// Picks, among several committed positions on the inode `key` (see `Tailer::new`), the one
+    /// whose content the file (first bytes `head`, `len` bytes) still holds, preferring the
+    /// longest fingerprint; the others are content truncated away.
+    async fn settle_shadowed(&mut self, key: (u64, u64), head: &[u8], len: u64) {
+        let Some(mut all) = self.shadowed.remove(&key) else {
+            return;
+        };
+        all.extend(self.known.remove(&key));
+        let holds = |k: &Known| {
+            let n = k.fingerprint_len as usize;
+            head.len() >= n && fnv1a(&head[..n]) == k.fingerprint && k.offset <= len
+        };
+        let best = all
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| holds(k))
+            .max_by_key(|(_, k)| (k.fingerprint_len, k.offset))
+            .map(|(i, _)| i);
+        if let Some(i) = best {
+            self.known.insert(key, all.swap_remove(i));
+        }
+        for k in all {
+            self.detach(k).await;
+        }
+    }
+
+    /// Content truncated away from its file: remembered for a copy that may continue it, and
+    /// its row made to name no inode (an empty batch behind the file's last).
+    async fn detach(&mut self, k: Known) {
+        self.contents.truncated(k.truncated());
+        let Some(recorded) = k.path.clone() else {
+            return;
+        };
+        let fp = FileIdentity {
+            dev: 0,
+            inode: 0,
+            fingerprint_len: k.fingerprint_len,
+            fingerprint: k.fingerprint,
+        };
+        let batch = LineBatch {
+            buf: Vec::new(),
+            lines: Vec::new(),
+            empty_lines: 0,
+            bytes: 0,
+            position: FilePosition {
+                file: k.meta,
+                path: recorded,
+                identity: fp,
+                offset: k.offset,
+                forget: false,
+            },
+        };
+        tokio::select! {
+            // A closed bridge means the pipeline is stopping: the row stays as it was, and the
+            // next start decides again.
+            _ = self.tx.send(batch) => {}
+            _ = self.cancel.cancelled() => {}
+        }
     }
 
     /// Every descriptor of the budget is in use: `path` waits for one (an idle file closes its
