@@ -1,6 +1,6 @@
 //! A hostile host: what logbelt's process is given can be broken — a stderr that cannot be
 //! written (`/dev/full`, a closed pipe), a stdout that cannot be written, a PostgreSQL role
-//! without the grants — and logbelt must go on (the daemon), or stop in one line with a
+//! without the grants, a SQLite database the user cannot write — and logbelt must go on (the daemon), or stop in one line with a
 //! non-zero exit, never hang, panic, or turn good lines into dead letters.
 
 use std::fs::File;
@@ -522,5 +522,154 @@ fn postgres_least_privilege_role_runs_on_a_current_schema() {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite that the logbelt user cannot write
+// ---------------------------------------------------------------------------------------------
+
+/// The unprivileged user the read-only tests run logbelt as (`nobody`).
+const NOBODY: u32 = 65534;
+
+/// `setpriv` arguments that run a command as [`NOBODY`], or `None` (with the reason printed)
+/// when that is not possible here: no `setpriv` (util-linux), or the binary is not reachable
+/// for that user.
+fn as_nobody() -> Option<Vec<String>> {
+    let args: Vec<String> = vec![
+        format!("--reuid={NOBODY}"),
+        format!("--regid={NOBODY}"),
+        "--clear-groups".into(),
+        crate::util::BIN.into(),
+    ];
+    let probe = std::process::Command::new("setpriv")
+        .args(&args)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match probe {
+        Ok(s) if s.success() => Some(args),
+        Ok(s) => {
+            eprintln!(
+                "skipping {}: `setpriv … {}` as uid {NOBODY} fails ({s}): the binary is not \
+                 reachable for that user",
+                crate::util::test_name(),
+                crate::util::BIN
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!(
+                "skipping {}: no setpriv (util-linux) to run logbelt as uid {NOBODY}: {e}",
+                crate::util::test_name()
+            );
+            None
+        }
+    }
+}
+
+/// How the database is unwritable for [`NOBODY`].
+#[derive(Debug, Clone, Copy)]
+enum ReadOnly {
+    /// The database file (and its -wal/-shm) belongs to root, mode 0644; the folder is
+    /// nobody's.
+    File,
+    /// The file is nobody's, the folder root's (mode 0755): no -wal or -shm can be created.
+    Folder,
+    /// No database yet, in a folder of root's (mode 0755).
+    NewInFolder,
+}
+
+/// Issue 11 §3: a database file that the logbelt user cannot write made `run --once` retry
+/// `attempt to write a readonly database` without end, while `validate` printed OK. Now both
+/// say what is wrong in one line and exit non-zero (validate 2, run 1). Run as uid 65534, with
+/// the database made by root.
+#[test]
+fn read_only_sqlite_fails_validate_and_run_in_one_line() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let Some(nobody) = as_nobody() else { return };
+    for case in [ReadOnly::File, ReadOnly::Folder, ReadOnly::NewInFolder] {
+        let Some(env) = TestEnv::new(Backend::Sqlite) else {
+            return;
+        };
+        let mode = |p: &std::path::Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        // The test folder, its config and logs readable by nobody; the database in db/.
+        mode(env.dir.path(), 0o755);
+        let db_dir = env.path("db");
+        std::fs::create_dir(&db_dir).unwrap();
+        let mut cfg = env.config();
+        cfg.url = "sqlite://db/logbelt.db".into();
+        cfg.write(&env);
+        mode(&env.config_path(), 0o644);
+        let mut w = Written::new();
+        w.append(&env.log("a.jsonl"), &json_lines("a", 0, 10));
+        if !matches!(case, ReadOnly::NewInFolder) {
+            env.run_once(); // as root: the database exists, with positions
+        }
+        w.append(&env.log("a.jsonl"), &json_lines("a", 10, 10));
+        let db = db_dir.join("logbelt.db");
+        let companions = ["logbelt.db", "logbelt.db-wal", "logbelt.db-shm"];
+        match case {
+            ReadOnly::File => {
+                chown(&db_dir, Some(NOBODY), Some(NOBODY)).unwrap();
+                for f in companions {
+                    if db_dir.join(f).exists() {
+                        mode(&db_dir.join(f), 0o644);
+                    }
+                }
+            }
+            ReadOnly::Folder => {
+                for f in companions {
+                    if db_dir.join(f).exists() {
+                        chown(db_dir.join(f), Some(NOBODY), Some(NOBODY)).unwrap();
+                    }
+                }
+            }
+            ReadOnly::NewInFolder => {}
+        }
+
+        let run = |args: &[&str]| {
+            let err = env.path("nobody.stderr");
+            let mut c = std::process::Command::new("setpriv");
+            c.args(&nobody)
+                .args(args)
+                .arg("--config")
+                .arg(env.config_path())
+                .current_dir(env.dir.path())
+                .env("NO_COLOR", "1")
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(File::create(&err).unwrap());
+            let mut d = Daemon::from_command(c, &err);
+            let status = d.wait_exit(DEADLINE);
+            (status.code(), d.stderr())
+        };
+
+        let (code, stderr) = run(&["validate"]);
+        assert_eq!(code, Some(2), "{case:?}: validate: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{case:?}: one line: {stderr}");
+        assert!(
+            stderr.contains(&db.display().to_string())
+                && stderr.contains("cannot be written")
+                && stderr.contains(&format!("uid {NOBODY}")),
+            "{case:?}: validate names the database, what is wrong and the user: {stderr}"
+        );
+
+        let (code, stderr) = run(&["run", "--once"]);
+        assert_eq!(code, Some(1), "{case:?}: run --once: {stderr}");
+        let errors = error_lines(&stderr);
+        assert_eq!(errors.len(), 1, "{case:?}: one error line:\n{stderr}");
+        assert!(
+            errors[0].contains(&db.display().to_string())
+                && errors[0].contains("cannot be written"),
+            "{case:?}: the error names the database and what is wrong:\n{stderr}"
+        );
+        if matches!(case, ReadOnly::NewInFolder) {
+            assert!(!db.exists(), "{case:?}: a database was created");
+        }
     }
 }

@@ -36,6 +36,7 @@ impl SqliteStore {
     /// # Errors
     /// When the file cannot be opened or migrated.
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, DbError> {
+        check_writable(path)?;
         let url = path.to_string_lossy();
         let mut conn = SqliteConnection::establish(&url)
             .map_err(|e| DbError::transient(format!("cannot open SQLite database {url}: {e}")))?;
@@ -52,39 +53,104 @@ impl SqliteStore {
             .map_err(|e| DbError::transient(format!("cannot open SQLite database {url}: {e}")))?;
         fast.execute_batch(&pragmas)
             .map_err(|e| classify_fast(&format!("cannot configure SQLite database {url}"), e))?;
+        // The file system may refuse what the permission bits allow (a read-only mount, an
+        // immutable file): SQLite then opens read-only without a word. Ask it for a write lock.
+        fast.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .map_err(|e| classify_fast(&format!("SQLite database {url} cannot be written"), e))?;
         Ok(SqliteStore { conn, fast })
     }
 }
 
-/// Checks that the database file can be opened, or created where it is configured.
+/// The folder a database file lives in (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Whether this process (its effective uid and gids) may write `path`: `Err` with the reason
+/// (permission bits, a read-only file system, a missing path).
+fn may_write(path: &Path) -> Result<(), std::io::Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: faccessat(2) only reads the NUL-terminated path it is given.
+    let r = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The user logbelt runs as, for error messages.
+fn whoami() -> String {
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    let uid = unsafe { libc::geteuid() };
+    format!("uid {uid}")
+}
+
+/// Checks that the database can be written where it is configured: the file (when it exists)
+/// and its folder, where SQLite creates the file and its `-wal` and `-shm` companions. A
+/// database that cannot be written is fatal: retrying cannot help, the operator must fix the
+/// permissions (or point `database.url` at a writable place).
+///
+/// # Errors
+/// One line naming the path, what is wrong and the user.
+pub fn check_writable(path: &Path) -> Result<(), DbError> {
+    let dir = folder_of(path);
+    let fix = "make it writable by this user, or point database.url at a writable place";
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(DbError::fatal(format!(
+                "cannot use SQLite database {}: {} is not a folder",
+                path.display(),
+                dir.display()
+            )))
+        }
+        Err(e) => {
+            return Err(DbError::fatal(format!(
+                "cannot use SQLite database {}: folder {}: {e}",
+                path.display(),
+                dir.display()
+            )))
+        }
+    }
+    if path.exists() {
+        if let Err(e) = may_write(path) {
+            return Err(DbError::fatal(format!(
+                "SQLite database {} cannot be written by {}: {e}; {fix}",
+                path.display(),
+                whoami()
+            )));
+        }
+    }
+    if let Err(e) = may_write(dir) {
+        return Err(DbError::fatal(format!(
+            "SQLite database {}: its folder {} cannot be written by {} ({e}), and SQLite keeps \
+             its -wal and -shm files there; {fix}",
+            path.display(),
+            dir.display(),
+            whoami()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that the database file can be opened and written, or created where it is configured
+/// (`logbelt validate`: nothing is created or changed).
 pub fn check_reachable(path: &Path) -> Result<(), DbError> {
+    check_writable(path)?;
     if path.exists() {
         let url = path.to_string_lossy();
         let mut conn = SqliteConnection::establish(&url)
             .map_err(|e| DbError::permanent(format!("cannot open SQLite database {url}: {e}")))?;
         diesel::connection::SimpleConnection::batch_execute(&mut conn, "SELECT 1")
             .map_err(|e| DbError::permanent(format!("cannot read SQLite database {url}: {e}")))?;
-        return Ok(());
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() && !m.permissions().readonly() => Ok(()),
-        Ok(_) => Err(DbError::permanent(format!(
-            "cannot create SQLite database {}: {} is not a writable directory",
-            path.display(),
-            dir.display()
-        ))),
-        Err(e) => Err(DbError::permanent(format!(
-            "cannot create SQLite database {}: {}: {e}",
-            path.display(),
-            dir.display()
-        ))),
-    }
+    Ok(())
 }
 
 impl Store for SqliteStore {
@@ -218,8 +284,9 @@ fn write(
     Ok(())
 }
 
-/// Sorts a rusqlite error like [`classify`]: busy, locked, read-only, I/O, full and can't-open
-/// are transient; constraint and type errors are the rows' own.
+/// Sorts a rusqlite error like [`classify`]: busy, locked, I/O, full and can't-open are
+/// transient; constraint and type errors are the rows' own; read-only and permission errors are
+/// fatal.
 fn classify_fast(context: &str, e: rusqlite::Error) -> DbError {
     use rusqlite::ErrorCode;
     let message = if context.is_empty() {
@@ -231,6 +298,14 @@ fn classify_fast(context: &str, e: rusqlite::Error) -> DbError {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
             ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch => {
                 DbError::permanent(message)
+            }
+            // The file (or its folder, or the mount) cannot be written, or access is denied:
+            // retrying cannot help, the operator must act.
+            ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::AuthorizationForStatementDenied => {
+                DbError::fatal(format!(
+                    "{message} (the database file, its folder or its -wal/-shm files cannot be written by {})",
+                    whoami()
+                ))
             }
             _ => DbError::transient(message),
         },
