@@ -289,6 +289,7 @@ fn expected_for(path: &str) -> Option<String> {
         "sources[].include" | "sources[].exclude" => "an array of glob pattern strings",
         "sources[].include[]" | "sources[].exclude[]" => "a glob pattern string",
         "sources[].start_at" => "\"beginning\" or \"end\"",
+        "sources[].follow_symlinks" => "true or false",
         "parse.timestamp_fields" | "parse.level_fields" | "parse.message_fields" => {
             "an array of field name strings"
         }
@@ -417,6 +418,9 @@ pub struct SourceConfig {
     pub exclude_patterns: Vec<String>,
     /// `start_at`: where to start a file that has no committed position.
     pub start_at: StartAt,
+    /// `follow_symlinks`: whether globs walk into symbolic links to directories (default
+    /// false). A link to a file that a glob matches is always followed.
+    pub follow_symlinks: bool,
 }
 
 impl SourceConfig {
@@ -716,6 +720,7 @@ struct RawSource {
     include: Sp<Vec<Spanned<String>>>,
     exclude: Sp<Vec<Spanned<String>>>,
     start_at: Sp<String>,
+    follow_symlinks: Sp<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1109,12 +1114,15 @@ impl Cx<'_> {
             },
         };
 
+        let follow_symlinks = raw.follow_symlinks.as_ref().is_some_and(|f| *f.get_ref());
+
         Ok(SourceConfig {
             name,
             include,
             exclude,
             exclude_patterns,
             start_at,
+            follow_symlinks,
         })
     }
 
@@ -1745,7 +1753,7 @@ include = ["logs/*.jsonl"]
         let e = parse(text, PathBuf::from("/etc/logbelt.toml"), &no_env).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "/etc/logbelt.toml:3:1: sources[0]: unknown key `inclde`, expected one of `name`, `include`, `exclude`, `start_at`"
+            "/etc/logbelt.toml:3:1: sources[0]: unknown key `inclde`, expected one of `name`, `include`, `exclude`, `start_at`, `follow_symlinks`"
         );
     }
 

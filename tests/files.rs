@@ -209,6 +209,46 @@ fn file_symlink_loops_are_warned_about_once_and_do_not_hang() {
     );
 }
 
+/// Writes `cfg` with `follow_symlinks = true` in every source.
+fn write_following_symlinks(cfg: &crate::util::ConfigBuilder, env: &TestEnv) {
+    let toml = cfg
+        .to_toml()
+        .replace("\ninclude = ", "\nfollow_symlinks = true\ninclude = ");
+    assert!(toml.contains("follow_symlinks"), "{toml}");
+    std::fs::write(env.config_path(), toml).unwrap();
+}
+
+/// A link to a directory is walked into only with `follow_symlinks = true`; a link to a file is
+/// followed either way.
+#[test]
+fn directory_symlinks_are_followed_only_when_asked() {
+    let env = TestEnv::new(Backend::Sqlite).unwrap();
+    let outside = env.path("elsewhere");
+    std::fs::create_dir(&outside).unwrap();
+    append_lines(&outside.join("x.jsonl"), &json_lines("x", 0, 4));
+    std::os::unix::fs::symlink(&outside, env.log("linked-dir")).unwrap();
+    std::os::unix::fs::symlink(outside.join("x.jsonl"), env.log("file-link.jsonl")).unwrap();
+    let mut cfg = env.config();
+    cfg.sources[0].include = vec!["logs/**/*.jsonl".into()];
+    cfg.write(&env);
+    env.run_once();
+    let paths: Vec<String> = env.db.files().into_iter().map(|f| f.path).collect();
+    assert_eq!(
+        paths,
+        vec![env.log("file-link.jsonl").display().to_string()],
+        "only the file link"
+    );
+
+    // Another folder, followed through its link when asked.
+    let other = env.path("other");
+    std::fs::create_dir(&other).unwrap();
+    append_lines(&other.join("y.jsonl"), &json_lines("y", 0, 3));
+    std::os::unix::fs::symlink(&other, env.log("other-dir")).unwrap();
+    write_following_symlinks(&cfg, &env);
+    env.run_once();
+    assert_eq!(env.db.rows(), 7, "x once (one file, two names), y through its link");
+}
+
 /// `logs/**/*.jsonl` over a folder with a link back to its parent: the walk ends (the kernel
 /// stops resolving after 40 links) and each file is stored once.
 #[test]
@@ -216,7 +256,7 @@ fn a_directory_symlink_loop_under_double_star_does_not_hang() {
     let env = TestEnv::new(Backend::Sqlite).unwrap();
     let mut cfg = env.config();
     cfg.sources[0].include = vec!["logs/**/*.jsonl".into()];
-    cfg.write(&env);
+    write_following_symlinks(&cfg, &env);
     std::fs::create_dir(env.log("sub")).unwrap();
     std::os::unix::fs::symlink("..", env.log("sub/up")).unwrap();
     append_lines(&env.log("a.jsonl"), &json_lines("a", 0, 5));
@@ -245,7 +285,7 @@ fn two_directory_symlink_loops_under_double_star_do_not_stall() {
     let env = TestEnv::new(Backend::Sqlite).unwrap();
     let mut cfg = env.config();
     cfg.sources[0].include = vec!["logs/**/*.jsonl".into()];
-    cfg.write(&env);
+    write_following_symlinks(&cfg, &env);
     std::fs::create_dir(env.log("sub")).unwrap();
     std::os::unix::fs::symlink("..", env.log("sub/up")).unwrap();
     std::os::unix::fs::symlink("..", env.log("sub/up2")).unwrap();

@@ -554,7 +554,7 @@ fn expand_globs(
     let mut found = Vec::new();
     for (idx, source) in sources.iter().enumerate() {
         for pattern in &source.include {
-            let paths = match matching_paths(pattern) {
+            let paths = match matching_paths(pattern, source.follow_symlinks) {
                 Ok(paths) => paths,
                 Err(e) => {
                     tracing::error!(pattern = %pattern, error = %e, "Invalid glob.");
@@ -573,9 +573,10 @@ fn expand_globs(
 }
 
 /// The paths that match `pattern` (absolute), found by walking from its longest literal prefix.
-/// Symbolic links are followed and loops detected (walkdir), so a `**` over a symlink loop ends;
-/// without `**`, the walk goes no deeper than the pattern.
-fn matching_paths(pattern: &str) -> Result<Vec<PathBuf>, globset::Error> {
+/// A symbolic link that matches is returned (the caller follows it to its file); the walk goes
+/// into links to directories only with `follow_links`, detecting loops (walkdir), so a `**` over
+/// a symlink loop ends. Without `**`, the walk goes no deeper than the pattern.
+fn matching_paths(pattern: &str, follow_links: bool) -> Result<Vec<PathBuf>, globset::Error> {
     let matcher = globset::GlobBuilder::new(pattern)
         .literal_separator(true)
         .build()?
@@ -602,7 +603,7 @@ fn matching_paths(pattern: &str) -> Result<Vec<PathBuf>, globset::Error> {
     };
     let mut paths = Vec::new();
     let walk = walkdir::WalkDir::new(&root)
-        .follow_links(true)
+        .follow_links(follow_links)
         .min_depth(1)
         .max_depth(depth)
         .into_iter()
