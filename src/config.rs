@@ -134,6 +134,13 @@ pub const DEFAULT_MESSAGE_FIELDS: &[&str] = crate::parse::DEFAULT_MESSAGE_FIELDS
 /// at the next start (positions only move with commits), so nothing is lost or duplicated.
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 30_000;
 
+/// Default `metrics.unhealthy_after_ms`: `/health` answers 503 once a commit has been failing
+/// or waiting (database down, locked, full, refusing) for longer than this.
+///
+/// Long enough that an ordinary database restart or a lock held by a reader for a while does not
+/// page anyone; short enough that a database that cannot take writes shows within a minute.
+pub const DEFAULT_UNHEALTHY_AFTER_MS: u64 = 60_000;
+
 /// Default `supervisor.max_restarts`: the restart budget.
 ///
 /// A stage that fails is restarted; when more than this many restarts happen within
@@ -233,6 +240,11 @@ const DRAIN_TIMEOUT_MS: IntKey = IntKey {
     min: 1,
     max: 86_400_000,
 };
+const UNHEALTHY_AFTER_MS: IntKey = IntKey {
+    path: "metrics.unhealthy_after_ms",
+    min: 1,
+    max: 86_400_000,
+};
 const MAX_RESTARTS: IntKey = IntKey {
     path: "supervisor.max_restarts",
     min: 0,
@@ -267,6 +279,7 @@ const INT_KEYS: &[&IntKey] = &[
     &POLL_INTERVAL_MS,
     &MAX_LINE_BYTES,
     &DRAIN_TIMEOUT_MS,
+    &UNHEALTHY_AFTER_MS,
     &MAX_RESTARTS,
     &RESTART_WINDOW_MS,
     &RESTART_BACKOFF_INITIAL_MS,
@@ -499,11 +512,23 @@ pub struct ShutdownConfig {
 }
 
 /// `[metrics]`: the Prometheus and health endpoint. Off unless `listen` is set.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsConfig {
     /// `listen`: the address to serve `/metrics` and `/health` on, e.g. `127.0.0.1:9464`.
     /// A non-loopback address exposes the endpoint to the network: only on the operator's word.
     pub listen: Option<std::net::SocketAddr>,
+    /// `unhealthy_after_ms`: `/health` is 503 once a commit has been failing or waiting this
+    /// long, 1 ms to 24 hours.
+    pub unhealthy_after: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: None,
+            unhealthy_after: Duration::from_millis(DEFAULT_UNHEALTHY_AFTER_MS),
+        }
+    }
 }
 
 /// `[supervisor]`.
@@ -695,6 +720,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: Sp<String>,
+    unhealthy_after_ms: Sp<i64>,
 }
 
 #[derive(Deserialize)]
@@ -1282,12 +1308,23 @@ impl Cx<'_> {
     }
 
     fn metrics(&self, raw: &RawMetrics) -> Result<MetricsConfig, ConfigError> {
+        let unhealthy_after = self.millis(
+            &raw.unhealthy_after_ms,
+            &UNHEALTHY_AFTER_MS,
+            DEFAULT_UNHEALTHY_AFTER_MS,
+        )?;
         let Some(listen_raw) = raw.listen.as_ref() else {
-            return Ok(MetricsConfig::default());
+            return Ok(MetricsConfig {
+                listen: None,
+                unhealthy_after,
+            });
         };
         let text = self.string(listen_raw, "metrics.listen")?;
         match text.parse::<std::net::SocketAddr>() {
-            Ok(addr) => Ok(MetricsConfig { listen: Some(addr) }),
+            Ok(addr) => Ok(MetricsConfig {
+                listen: Some(addr),
+                unhealthy_after,
+            }),
             Err(_) => Err(self.error(
                 listen_raw.span(),
                 "metrics.listen",
@@ -2191,7 +2228,7 @@ include = ["logs/*.jsonl"]
 
     #[test]
     fn defaults_are_within_their_ranges() {
-        let defaults: [(&IntKey, u64); 16] = [
+        let defaults: [(&IntKey, u64); 17] = [
             (&WRITERS, DEFAULT_WRITERS as u64),
             (&BUSY_TIMEOUT_MS, DEFAULT_BUSY_TIMEOUT_MS),
             (&RETRY_INITIAL_BACKOFF_MS, DEFAULT_RETRY_INITIAL_BACKOFF_MS),
@@ -2204,6 +2241,7 @@ include = ["logs/*.jsonl"]
             (&POLL_INTERVAL_MS, DEFAULT_POLL_INTERVAL_MS),
             (&MAX_LINE_BYTES, DEFAULT_MAX_LINE_BYTES as u64),
             (&DRAIN_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS),
+            (&UNHEALTHY_AFTER_MS, DEFAULT_UNHEALTHY_AFTER_MS),
             (&MAX_RESTARTS, u64::from(DEFAULT_MAX_RESTARTS)),
             (&RESTART_WINDOW_MS, DEFAULT_RESTART_WINDOW_MS),
             (

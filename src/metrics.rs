@@ -7,9 +7,11 @@
 //! Progress of `run --once` (bytes to read, bytes committed) is kept in plain atomics, so that the
 //! progress display works with or without the endpoint.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -17,6 +19,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Whether every stage of the pipeline is running (what `/health` reports).
 static HEALTHY: AtomicBool = AtomicBool::new(false);
+/// Commits in progress (retries and waits included): when each started, and the last error it
+/// met. `/health` turns 503 when the oldest is older than `[metrics] unhealthy_after_ms`.
+static COMMITS: Mutex<BTreeMap<u64, (Instant, Option<String>)>> = Mutex::new(BTreeMap::new());
+/// Key of the next [`CommitWatch`].
+static NEXT_COMMIT: AtomicU64 = AtomicU64::new(0);
 /// Bytes of the matched files that this run has to read (from each file's start position).
 pub static BYTES_TO_READ: AtomicU64 = AtomicU64::new(0);
 /// Bytes whose lines are committed in this run.
@@ -48,7 +55,7 @@ pub enum MetricsError {
 ///
 /// # Errors
 /// When the address cannot be bound or a recorder is already installed.
-pub fn serve(addr: SocketAddr) -> Result<SocketAddr, MetricsError> {
+pub fn serve(addr: SocketAddr, unhealthy_after: Duration) -> Result<SocketAddr, MetricsError> {
     let listener =
         std::net::TcpListener::bind(addr).map_err(|source| MetricsError::Bind { addr, source })?;
     let bound = listener
@@ -79,14 +86,18 @@ pub fn serve(addr: SocketAddr) -> Result<SocketAddr, MetricsError> {
                     return;
                 }
             };
-            runtime.block_on(accept_loop(listener, handle));
+            runtime.block_on(accept_loop(listener, handle, unhealthy_after));
         })
         .map_err(|source| MetricsError::Bind { addr, source })?;
     tracing::info!(addr = %bound, "Serving /metrics and /health.");
     Ok(bound)
 }
 
-async fn accept_loop(listener: std::net::TcpListener, handle: PrometheusHandle) {
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    handle: PrometheusHandle,
+    unhealthy_after: Duration,
+) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -121,14 +132,10 @@ async fn accept_loop(listener: std::net::TcpListener, handle: PrometheusHandle) 
                     log_lines_dropped();
                     ("200 OK", "text/plain; version=0.0.4", handle.render())
                 }
-                "/health" if HEALTHY.load(Ordering::Relaxed) => {
-                    ("200 OK", "text/plain", "ok\n".to_string())
-                }
-                "/health" => (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "pipeline failed or restarting\n".to_string(),
-                ),
+                "/health" => match unhealthy(unhealthy_after) {
+                    None => ("200 OK", "text/plain", "ok\n".to_string()),
+                    Some(reason) => ("503 Service Unavailable", "text/plain", reason + "\n"),
+                },
                 _ => (
                     "404 Not Found",
                     "text/plain",
@@ -212,6 +219,70 @@ fn describe() {
 /// the recorder itself: the recorder may log).
 fn log_lines_dropped() {
     counter!("logbelt_log_lines_dropped_total").absolute(crate::logging::dropped());
+}
+
+/// Why `/health` is not ok, if it is not: a stage failed (the pipeline is restarting), or a
+/// commit has been failing or waiting for longer than `unhealthy_after`.
+fn unhealthy(unhealthy_after: Duration) -> Option<String> {
+    if !HEALTHY.load(Ordering::Relaxed) {
+        return Some("pipeline failed or restarting".to_string());
+    }
+    let commits = COMMITS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (started, error) = commits.values().min_by_key(|(started, _)| *started)?;
+    let waited = started.elapsed();
+    if waited <= unhealthy_after {
+        return None;
+    }
+    Some(match error {
+        Some(e) => format!(
+            "nothing committed for {}s: {}",
+            waited.as_secs(),
+            crate::inspect::printable(e)
+        ),
+        None => format!(
+            "nothing committed for {}s: a commit is waiting (database locked or stalled?)",
+            waited.as_secs()
+        ),
+    })
+}
+
+/// One commit in progress, seen by `/health` until dropped.
+pub struct CommitWatch {
+    key: u64,
+}
+
+impl CommitWatch {
+    /// A commit (with its retries) starts now.
+    pub fn start() -> CommitWatch {
+        let key = NEXT_COMMIT.fetch_add(1, Ordering::Relaxed);
+        COMMITS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, (Instant::now(), None));
+        CommitWatch { key }
+    }
+
+    /// The commit met `error` and is being retried.
+    pub fn failed(&self, error: &str) {
+        if let Some(entry) = COMMITS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(&self.key)
+        {
+            entry.1 = Some(error.to_string());
+        }
+    }
+}
+
+impl Drop for CommitWatch {
+    fn drop(&mut self) {
+        COMMITS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
+    }
 }
 
 /// The pipeline is running (`true`) or failed/restarting (`false`).

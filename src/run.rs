@@ -9,7 +9,7 @@ use crate::supervisor::{Faults, Supervisor, EXIT_FAILURE};
 /// committed). Returns the process exit code.
 pub fn run(config: Config, once: bool) -> i32 {
     if let Some(addr) = config.metrics.listen {
-        if let Err(e) = crate::metrics::serve(addr) {
+        if let Err(e) = crate::metrics::serve(addr, config.metrics.unhealthy_after) {
             tracing::error!(error = %e, "Cannot serve metrics.");
             return EXIT_FAILURE;
         }

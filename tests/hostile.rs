@@ -673,3 +673,70 @@ fn read_only_sqlite_fails_validate_and_run_in_one_line() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// /health while nothing can be committed
+// ---------------------------------------------------------------------------------------------
+
+both_backends!(health_is_503_with_the_reason_while_commits_fail_longer_than_unhealthy_after);
+/// Issue 11 §6: `/health` said ok while nothing could be committed. With commits blocked
+/// (SQLite: the write lock held, so each commit fails `database is locked` and is retried;
+/// PostgreSQL: the tables locked, so the COPY waits), `/health` turns 503 once that has lasted
+/// `[metrics] unhealthy_after_ms`, with the reason in the body, and 200 again once commits go
+/// through.
+fn health_is_503_with_the_reason_while_commits_fail_longer_than_unhealthy_after(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    let addr = free_addr();
+    let mut cfg = env.config();
+    if b == Backend::Sqlite {
+        cfg.database_extra
+            .push(("busy_timeout_ms".into(), "100".into()));
+    }
+    write_config_with(
+        &env,
+        &cfg,
+        &[
+            listen(addr),
+            ("metrics", "unhealthy_after_ms", "500".to_string()),
+        ],
+    );
+    let mut w = Written::new();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 0, 100));
+    let mut d = env.start();
+    d.wait_started();
+    wait_endpoint(addr, &mut d);
+    env.db.wait_rows(100, Some(&mut d));
+    assert_eq!(health(addr), 200, "/health before the outage");
+
+    let block = env.db.block_writes();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 100, 50));
+    let mut body = String::new();
+    wait_until("/health 503 while commits are blocked", DEADLINE, || {
+        d.assert_running();
+        match crate::util::http_get(addr, "/health") {
+            Some((503, b)) => {
+                body = b;
+                true
+            }
+            _ => false,
+        }
+    });
+    let reason = match b {
+        Backend::Sqlite => "database is locked",
+        Backend::Postgres => "waiting",
+    };
+    assert!(
+        body.starts_with("nothing committed for") && body.contains(reason),
+        "/health body names the reason ({reason:?}): {body:?}"
+    );
+
+    block.release();
+    env.db.wait_rows(150, Some(&mut d));
+    wait_until("/health 200 after the outage", DEADLINE, || {
+        d.assert_running();
+        health(addr) == 200
+    });
+    d.sigint();
+    d.assert_exit_ok();
+    w.assert_stored(&env.db);
+}

@@ -214,6 +214,7 @@ pub async fn run_committer(
                     .is_ok();
                 let done = tokio::task::spawn_blocking(move || {
                     let started = Instant::now();
+                    let watch = metrics::CommitWatch::start();
                     let result = commit_with_retry(
                         &mut *store,
                         &host,
@@ -221,7 +222,9 @@ pub async fn run_committer(
                         &retry,
                         &cancel,
                         injected,
+                        &watch,
                     );
+                    drop(watch);
                     if result.is_ok() {
                         report_commit(&batches, started.elapsed());
                     }
@@ -301,6 +304,7 @@ fn commit_with_retry(
     retry: &RetryPolicy,
     cancel: &AtomicBool,
     injected_failure: bool,
+    watch: &metrics::CommitWatch,
 ) -> Result<(), DbError> {
     if injected_failure {
         return Err(DbError::permanent("fault injection: commit fails"));
@@ -360,6 +364,7 @@ fn commit_with_retry(
         if cancel.load(Ordering::Relaxed) {
             return Err(failed);
         }
+        watch.failed(&failed.message);
         tracing::warn!(error = %failed, retry_in_ms = backoff.as_millis() as u64, "Database unavailable; holding the batch and retrying.");
         let until = Instant::now() + backoff;
         while Instant::now() < until {
