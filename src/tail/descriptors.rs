@@ -19,7 +19,7 @@ pub struct Descriptors {
     budget: usize,
     /// Files waiting for a descriptor that no idle file has yet closed its own for.
     wanted: AtomicUsize,
-    /// Woken when a file starts waiting: idle files look whether to close theirs.
+    /// Woken (one file per request) when a file starts waiting: an idle file then closes its own.
     wake_idle: Notify,
 }
 
@@ -74,10 +74,11 @@ impl Descriptors {
         self.permits.clone().acquire_owned().await.ok()
     }
 
-    /// A file waits for a descriptor: one idle file should close its own.
+    /// A file waits for a descriptor: one idle file should close its own. One file is woken per
+    /// request (a busy one that is woken passes it on), not all of them.
     fn want(&self) {
         self.wanted.fetch_add(1, Ordering::AcqRel);
-        self.wake_idle.notify_waiters();
+        self.wake_idle.notify_one();
     }
 
     /// Called by an idle file: whether it should close its descriptor now (it then takes one of

@@ -197,9 +197,6 @@ impl FileTail {
             if self.unsettled {
                 copies_changed.as_mut().enable();
             }
-            let descriptor_wanted = ctx.descriptors.idle_wake().notified();
-            tokio::pin!(descriptor_wanted);
-            descriptor_wanted.as_mut().enable();
             let (path, path_str) = self.path.get();
             let mut nothing_new = false;
             if let Some(notified) = woke.take() {
@@ -435,6 +432,10 @@ impl FileTail {
                 self.descriptor = None;
                 contents.set_file(self.key, None);
             }
+            // Only an open file listens for requests: a request (one file woken per request,
+            // or kept for the next listener) must reach a file that can close.
+            let descriptor_wanted = ctx.descriptors.idle_wake().notified();
+            tokio::pin!(descriptor_wanted);
             woke = Some(tokio::select! {
                 _ = ctx.wake.notified() => true,
                 _ = &mut descriptor_wanted, if self.file.is_some() => false,
