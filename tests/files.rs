@@ -246,7 +246,11 @@ fn directory_symlinks_are_followed_only_when_asked() {
     std::os::unix::fs::symlink(&other, env.log("other-dir")).unwrap();
     write_following_symlinks(&cfg, &env);
     env.run_once();
-    assert_eq!(env.db.rows(), 7, "x once (one file, two names), y through its link");
+    assert_eq!(
+        env.db.rows(),
+        7,
+        "x once (one file, two names), y through its link"
+    );
 }
 
 /// `logs/**/*.jsonl` over a folder with a link back to its parent: the walk ends (the kernel
