@@ -1,5 +1,5 @@
 //! The pipeline benchmark: the real `logbelt` binary, run as a child process, against the
-//! database's own bulk load of the same rows (DESIGN.md §7).
+//! database's own bulk load of the same rows (ARCHITECTURE.md §1).
 //!
 //! ```sh
 //! cargo bench --bench pipeline -- [--lines N] [--backend sqlite|postgres|both]
@@ -50,7 +50,7 @@ const HOST: &str = "bench";
 const SOURCE: &str = "bench";
 /// The default `pipeline.flush_interval_ms`, written explicitly into the latency config.
 const FLUSH_INTERVAL_MS: u64 = 200;
-/// Rows per COPY statement in the PostgreSQL ceiling (STACK.md §5: the fastest chunk size).
+/// Rows per COPY statement in the PostgreSQL ceiling (ARCHITECTURE.md §8: the fastest chunk size).
 const COPY_CHUNK_ROWS: usize = 10_000;
 /// The stall starts once this share of the input file is committed.
 const STALL_AT_FRACTION: f64 = 0.2;

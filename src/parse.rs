@@ -62,7 +62,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// Recommended `timestamp_fields`: DESIGN.md's list plus Serilog CLEF's `@t` and journald's
+/// Recommended `timestamp_fields`: the first release's list plus Serilog CLEF's `@t` and journald's
 /// `__REALTIME_TIMESTAMP`. MongoDB's `{"t":{"$date":...}}` is covered by `t` (an object with
 /// `$date` is understood), so `t.$date` is not needed.
 pub const DEFAULT_TIMESTAMP_FIELDS: &[&str] = &[
@@ -75,13 +75,13 @@ pub const DEFAULT_TIMESTAMP_FIELDS: &[&str] = &[
     "__REALTIME_TIMESTAMP",
 ];
 
-/// Recommended `level_fields`: DESIGN.md's list plus Serilog CLEF's `@l` and journald's
+/// Recommended `level_fields`: the first release's list plus Serilog CLEF's `@l` and journald's
 /// `PRIORITY` (syslog severity 0-7). MongoDB's `s` is left out on purpose: it is too common a
 /// key (Zeek uses `s` for strings); add it for MongoDB sources (its letters are mapped).
 pub const DEFAULT_LEVEL_FIELDS: &[&str] =
     &["level", "severity", "lvl", "log.level", "@l", "PRIORITY"];
 
-/// Recommended `message_fields`: DESIGN.md's list plus journald's `MESSAGE`, Serilog CLEF's
+/// Recommended `message_fields`: the first release's list plus journald's `MESSAGE`, Serilog CLEF's
 /// rendered `@m` and template `@mt`, and Rust tracing's nested `fields.message`.
 pub const DEFAULT_MESSAGE_FIELDS: &[&str] = &[
     "message",

@@ -59,7 +59,7 @@ pub struct FilePosition {
     /// means every line before it is stored.
     pub offset: u64,
     /// The file is deleted and read to its end: this (empty) batch removes its position instead
-    /// of storing it (DESIGN.md §6: positions of files that are gone are forgotten once fully
+    /// of storing it (ARCHITECTURE.md §4: positions of files that are gone are forgotten once fully
     /// committed). It travels behind the file's last batch, so everything before it is committed
     /// first.
     pub forget: bool,

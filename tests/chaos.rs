@@ -1,4 +1,4 @@
-//! Conservation under repeated `kill -9` (SCENARIOS.md V7, DESIGN.md §1): while a writer thread
+//! Conservation under repeated `kill -9` (Vector's kill-while-writing scenario; ARCHITECTURE.md §1): while a writer thread
 //! appends numbered lines to `app.jsonl` and rotates it (rename to `app.jsonl.1`, `.2`, …, then
 //! create a new `app.jsonl`), a live logbelt is killed with SIGKILL at random moments and
 //! started again. Once the writer stops, a final `run --once` must leave every line written

@@ -1,22 +1,14 @@
-//! Real-world files from `/work/shared/corpus` (or its copy in `tests/data/corpus`): every non-empty line of every file becomes
-//! exactly one row, a record or a dead letter.
+//! Real-world files in `tests/data/corpus` (their sources in its `PROVENANCE.md`): every
+//! non-empty line of every file becomes exactly one row, a record or a dead letter.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::util::{Backend, TestEnv};
 
-/// The shared corpus (read-only).
-const SHARED_CORPUS: &str = "/work/shared/corpus";
-
-/// The corpus folder: the shared one where it exists, else the repository's copy.
+/// The corpus folder.
 fn corpus_dir() -> PathBuf {
-    let shared = PathBuf::from(SHARED_CORPUS);
-    if shared.is_dir() {
-        shared
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus")
-    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus")
 }
 
 /// The corpus files, sorted.

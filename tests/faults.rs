@@ -1,4 +1,4 @@
-//! Failures inside the pipeline (DESIGN.md §1: "a panic in any actor"): the supervisor restarts
+//! Failures inside the pipeline (ARCHITECTURE.md §1: "a panic"): the supervisor restarts
 //! the pipeline from the committed positions and every line is still stored exactly once.
 //! Faults are injected through `LOGBELT_FAULTS`, which only a build with the `fault-injection`
 //! feature reads: `cargo nextest run --features fault-injection -E 'test(/^faults::/)'`.

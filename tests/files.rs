@@ -1,7 +1,7 @@
 //! Odd things that globs match, files that change under logbelt, and config/environment
 //! failures: a directory, a FIFO, symlinks (once, loops), unreadable and compressed files,
 //! deletion and shrinking while running; an unreachable PostgreSQL, an unwritable SQLite
-//! location, a missing `${VAR}` (exit codes 2 for config, 1 for runtime, DESIGN.md §2).
+//! location, a missing `${VAR}` (exit codes 2 for config, 1 for runtime: README, "Commands").
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

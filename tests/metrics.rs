@@ -1,6 +1,6 @@
 //! The `[metrics]` endpoint (README "Monitoring"): exact counters after a known input, and
 //! backpressure observed through them — with the database's writes blocked, reading stops
-//! after what the bounded queues can hold (DESIGN.md §1 "Bounded memory", SCENARIOS.md B1).
+//! after what the bounded queues can hold (ARCHITECTURE.md §1 "Bounded memory", §2).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -397,7 +397,7 @@ fn a_blocked_database_stops_reading_within_the_queue_bounds(b: Backend) {
 }
 
 both_backends!(a_transaction_holds_at_most_batch_rows_rows);
-/// README / DESIGN.md §3: `batch_rows` = "rows per transaction (upper bound)". Then N lines
+/// README "Configuration": `batch_rows` = "rows per transaction (upper bound)". Then N lines
 /// take at least ⌈N / batch_rows⌉ transactions.
 fn a_transaction_holds_at_most_batch_rows_rows(b: Backend) {
     let Some(env) = TestEnv::new(b) else { return };

@@ -1,4 +1,4 @@
-//! Rotation, truncation and file identity (DESIGN.md §5–6): rename+create while running and
+//! Rotation, truncation and file identity (ARCHITECTURE.md §4, §7): rename+create while running and
 //! while stopped, copytruncate, truncation while stopped, a new file where an old one was. A
 //! file's rows may then sit under several paths or file ids, so these tests check the lines
 //! themselves: every `(file tag, seq)` written is stored exactly once.
@@ -100,7 +100,7 @@ both_backends!(rotation_while_stopped_resumes_the_renamed_file_by_identity);
 fn rotation_while_stopped_resumes_the_renamed_file_by_identity(b: Backend) {
     let Some(env) = TestEnv::new(b) else { return };
     let mut cfg = env.config();
-    // The rotated name must match for its unread tail to be read (DESIGN.md §6).
+    // The rotated name must match for its unread tail to be read (ARCHITECTURE.md §7).
     cfg.sources[0].include = vec!["logs/app.jsonl*".into()];
     cfg.write(&env);
     let app = env.log("app.jsonl");
@@ -152,7 +152,7 @@ fn copytruncate_while_running_stores_every_line_once(b: Backend) {
 
 both_backends!(copytruncate_while_running_keeps_file_id_and_offset_unique);
 /// (file_id, file_offset) names one line: the new content after a truncation must not reuse
-/// the pairs of the old content (DESIGN.md §5: a file's committed position only moves forward).
+/// the pairs of the old content (ARCHITECTURE.md §3: a file's committed position only moves forward).
 fn copytruncate_while_running_keeps_file_id_and_offset_unique(b: Backend) {
     let Some(env) = TestEnv::new(b) else { return };
     copytruncate_while_running(&env);
@@ -268,7 +268,7 @@ fn a_new_file_in_place_of_a_deleted_one_is_read_from_the_start(b: Backend) {
 }
 
 both_backends!(a_deleted_file_is_forgotten_once_read_to_its_end);
-/// DESIGN.md §6: the position of a file that is gone is forgotten once everything in it is
+/// ARCHITECTURE.md §4: the position of a file that is gone is forgotten once everything in it is
 /// committed. A deleted file (no name left) is read to its end, its rows stay, its `files` row
 /// goes; the other files go on; a later run stores nothing twice.
 fn a_deleted_file_is_forgotten_once_read_to_its_end(b: Backend) {

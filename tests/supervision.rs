@@ -1,4 +1,4 @@
-//! The supervisor (DESIGN.md §1, §5; README "[supervisor]"): a failed stage tears the pipeline
+//! The supervisor (ARCHITECTURE.md §3; README "[supervisor]"): a failed stage tears the pipeline
 //! down and rebuilds it from the committed positions after a backoff; more than
 //! `max_restarts` restarts within `restart_window_ms` end the process with exit code 1. Whatever
 //! happens, positions only move with commits, so a later clean run stores every line exactly

@@ -11,7 +11,7 @@
 //! - [`outage`]: a database that stops taking writes for a while.
 //! - `faults`: panics and failed commits inside the pipeline (only with
 //!   `--features fault-injection`).
-//! - [`corpus`]: real-world log files from `/work/shared/corpus`.
+//! - [`corpus`]: real-world log files in `tests/data/corpus`.
 //! - [`bad_input`]: one table of bad lines (both backends), long lines written live, the corpus
 //!   with exact per-file counts.
 //! - [`files`]: directories, FIFOs, symlinks, unreadable/compressed/deleted/shrinking files;

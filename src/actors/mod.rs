@@ -1,6 +1,6 @@
 //! The pipeline's actors and the plumbing they share: starting an actor with its mailbox bound in
 //! force from the first message, a bounded window of outstanding sends (pipelining without
-//! losing backpressure, STACK.md §2), and a drop guard that reports a vanished stage.
+//! losing backpressure, ARCHITECTURE.md §2), and a drop guard that reports a vanished stage.
 //!
 //! - [`reader`]: drains the tail bridge into the parser.
 //! - [`parser`]: lines → records and dead letters.
@@ -21,7 +21,7 @@ use crate::messages::{Stage, StageFailed, StageGone};
 
 /// Starts `actor` on `arbiter` with a mailbox of `capacity` messages. The address exists (and the
 /// bound holds) before the actor runs, unlike `set_mailbox_capacity` in `started`, which early
-/// senders race (STACK.md §2).
+/// senders race (ARCHITECTURE.md §8).
 pub fn start_on<A>(arbiter: &ArbiterHandle, capacity: usize, actor: A) -> Addr<A>
 where
     A: Actor<Context = Context<A>> + Send,
@@ -138,7 +138,7 @@ impl WindowDepth {
 }
 
 /// Lives inside an actor; if the actor is dropped without [`StageGuard::disarm`] — a panic in a
-/// handler, which actix does not restart (STACK.md §6) — it tells the supervisor.
+/// handler, which actix does not restart (ARCHITECTURE.md §8) — it tells the supervisor.
 pub struct StageGuard {
     pub generation: u64,
     pub stage: Stage,

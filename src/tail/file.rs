@@ -1,5 +1,5 @@
 //! One file's tail task: reads from its handle, splits lines, sends batches over the bounded
-//! bridge, and notices truncation, rotation and deletion (DESIGN.md §5). It never commits
+//! bridge, and notices truncation, rotation and deletion (ARCHITECTURE.md §4). It never commits
 //! anything: its position only becomes durable when the writer commits the batch.
 
 use std::os::unix::fs::{FileExt, MetadataExt};

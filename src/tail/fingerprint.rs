@@ -1,4 +1,4 @@
-//! File identity independent of the file's name (DESIGN.md §5): device + inode + a hash of the
+//! File identity independent of the file's name (ARCHITECTURE.md §4): device + inode + a hash of the
 //! first bytes. The hash covers at most [`FINGERPRINT_MAX_BYTES`]; for a small file it covers what
 //! the file had, and grows with it, so a later check compares like with like.
 

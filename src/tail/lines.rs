@@ -1,5 +1,5 @@
 //! Splits a byte stream into lines, whatever the read boundaries: the one place that knows what a
-//! line is (DESIGN.md §5–6). Pure and synchronous; the tail task feeds it the bytes it reads.
+//! line is (ARCHITECTURE.md §4). Pure and synchronous; the tail task feeds it the bytes it reads.
 //!
 //! - A line ends at `\n`; a final `\r` is dropped (CRLF), also when the pair is split across reads.
 //! - A line without its newline is not a line yet: it stays pending, and its bytes are not

@@ -1,4 +1,4 @@
-//! The tokio side of file I/O (DESIGN.md §5): finds the files that match each source's globs,
+//! The tokio side of file I/O (ARCHITECTURE.md §4): finds the files that match each source's globs,
 //! runs one tail task per file, and feeds their batches into the bounded `mpsc` bridge that the
 //! Reader actor drains. Knows nothing of actors or databases: positions come in at start (what the
 //! database committed) and go out only inside batches.
