@@ -127,6 +127,10 @@ pub const DEFAULT_LEVEL_FIELDS: &[&str] = crate::parse::DEFAULT_LEVEL_FIELDS;
 /// When none is present, `message` is NULL.
 pub const DEFAULT_MESSAGE_FIELDS: &[&str] = crate::parse::DEFAULT_MESSAGE_FIELDS;
 
+/// Default `database.url`, also when there is no `[database]` table: a SQLite file in the
+/// config file's folder.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://logbelt.db";
+
 /// Default `shutdown.drain_timeout_ms`: how long a graceful stop waits for queued batches to
 /// be committed.
 ///
@@ -723,7 +727,7 @@ struct RawMetrics {
     unhealthy_after_ms: Sp<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
     url: Sp<String>,
@@ -925,17 +929,19 @@ impl Cx<'_> {
     }
 
     fn database(&self, raw: Option<&Spanned<RawDatabase>>) -> Result<DatabaseConfig, ConfigError> {
-        let Some(table) = raw else {
-            return Err(self.error_at(0, Some("database"), "the [database] table is required"));
+        // Without [database] (or its url): SQLite, the zero-set-up default, next to the config.
+        let empty = RawDatabase::default();
+        let db = raw.map_or(&empty, Spanned::get_ref);
+        let url = match &db.url {
+            Some(url_raw) => {
+                let text = self.string(url_raw, "database.url")?;
+                self.database_url(&text)
+                    .map_err(|detail| self.error(url_raw.span(), "database.url", detail))?
+            }
+            None => self
+                .database_url(DEFAULT_DATABASE_URL)
+                .map_err(|detail| self.error_at(0, Some("database.url"), &detail))?,
         };
-        let db = table.get_ref();
-        let Some(url_raw) = &db.url else {
-            return Err(self.missing(table.span(), "database.url"));
-        };
-        let text = self.string(url_raw, "database.url")?;
-        let url = self
-            .database_url(&text)
-            .map_err(|detail| self.error(url_raw.span(), "database.url", detail))?;
         let writers = self.int(&db.writers, &WRITERS, DEFAULT_WRITERS)?;
         let busy_timeout = self.millis(
             &db.busy_timeout_ms,
@@ -1922,14 +1928,23 @@ include = ["logs/*.jsonl"]
             error("sources = []\n[database]\nurl = \"sqlite://x.db\"\n"),
             "/tmp/x/logbelt.toml:1:11: sources: at least one [[sources]] table is required"
         );
-        assert_eq!(
-            error("[[sources]]\nname = \"a\"\ninclude = [\"x\"]\n"),
-            "/tmp/x/logbelt.toml:1:1: the [database] table is required"
-        );
-        assert_eq!(
-            error("\n[database]\nwriters = 1\n[[sources]]\nname = \"a\"\ninclude = [\"x\"]\n"),
-            "/tmp/x/logbelt.toml:2:1: database.url is required"
-        );
+    }
+
+    #[test]
+    fn without_a_database_url_sqlite_next_to_the_config_file() {
+        for text in [
+            "[[sources]]\nname = \"a\"\ninclude = [\"x\"]\n",
+            "\n[database]\nbusy_timeout_ms = 100\n[[sources]]\nname = \"a\"\ninclude = [\"x\"]\n",
+        ] {
+            let config = load(text).unwrap();
+            assert_eq!(
+                config.database.url,
+                DatabaseUrl::Sqlite {
+                    path: PathBuf::from("/tmp/x/logbelt.db")
+                },
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! Progress of `run --once` (bytes to read, bytes committed) is kept in plain atomics, so that the
 //! progress display works with or without the endpoint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -30,6 +30,10 @@ pub static BYTES_TO_READ: AtomicU64 = AtomicU64::new(0);
 pub static BYTES_COMMITTED: AtomicU64 = AtomicU64::new(0);
 /// Rows (records and dead letters) committed in this run.
 pub static ROWS_COMMITTED: AtomicU64 = AtomicU64::new(0);
+/// Dead letters committed in this run.
+static DEAD_LETTERS_COMMITTED: AtomicU64 = AtomicU64::new(0);
+/// Files with a commit in this run.
+static FILES_COMMITTED: Mutex<BTreeSet<i64>> = Mutex::new(BTreeSet::new());
 
 /// Upper bounds of the commit-latency histogram, in seconds.
 const COMMIT_SECONDS_BUCKETS: &[f64] = &[
@@ -312,6 +316,43 @@ pub fn committed(records: u64, dead_letters: &[&str], bytes: u64, elapsed: Durat
     histogram!("logbelt_commit_duration_seconds").record(elapsed.as_secs_f64());
     BYTES_COMMITTED.fetch_add(bytes, Ordering::Relaxed);
     ROWS_COMMITTED.fetch_add(records + dead_letters.len() as u64, Ordering::Relaxed);
+    DEAD_LETTERS_COMMITTED.fetch_add(dead_letters.len() as u64, Ordering::Relaxed);
+}
+
+/// Files `ids` had a commit.
+pub fn files_committed(ids: impl IntoIterator<Item = i64>) {
+    FILES_COMMITTED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .extend(ids);
+}
+
+/// What this run committed (the summary `run --once` ends with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunTotals {
+    /// Files with at least one commit.
+    pub files: usize,
+    /// Rows of `log_events`.
+    pub records: u64,
+    pub dead_letters: u64,
+    /// Bytes of the files whose lines are committed.
+    pub bytes: u64,
+}
+
+/// The totals of this run so far.
+pub fn run_totals() -> RunTotals {
+    let dead_letters = DEAD_LETTERS_COMMITTED.load(Ordering::Relaxed);
+    RunTotals {
+        files: FILES_COMMITTED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len(),
+        records: ROWS_COMMITTED
+            .load(Ordering::Relaxed)
+            .saturating_sub(dead_letters),
+        dead_letters,
+        bytes: BYTES_COMMITTED.load(Ordering::Relaxed),
+    }
 }
 
 /// Size minus committed position of `path`, after a commit.

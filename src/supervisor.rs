@@ -27,7 +27,7 @@ use crate::messages::{Drained, Shutdown, Stage, StageFailed};
 use crate::parse::ParseSettings;
 use crate::tail::{StoredPosition, TailSettings, Tailer, LINE_BATCH_MAX_BYTES};
 
-/// Exit code of a run that failed at run time (DESIGN.md §2).
+/// Exit code of a run that failed at run time (README, "Commands").
 pub const EXIT_FAILURE: i32 = 1;
 
 /// Test-only faults (feature `fault-injection`, env `LOGBELT_FAULTS`), applied to the first
@@ -81,6 +81,13 @@ pub struct Supervisor {
     shutting_down: bool,
     /// When recent restarts happened (the restart budget's window).
     restarts: VecDeque<Instant>,
+    /// When the run started (for the summary of `--once`).
+    started: Instant,
+    /// Whether a pipeline has been built: before, an error opening the database ends the run
+    /// (a wrong URL, a server that is not there), unless the database is only busy.
+    built_once: bool,
+    /// Attempts to open a busy database in a row (the backoff grows with them).
+    busy_attempts: u32,
     faults: Faults,
 }
 
@@ -93,6 +100,9 @@ impl Supervisor {
             pipeline: None,
             shutting_down: false,
             restarts: VecDeque::new(),
+            started: Instant::now(),
+            built_once: false,
+            busy_attempts: 0,
             faults,
         }
     }
@@ -117,8 +127,13 @@ impl Supervisor {
                 return;
             }
             match opened {
-                Ok(Ok((stores, positions))) => act.build(ctx, generation, stores, positions),
-                Ok(Err(e)) if generation == 1 || e.is_fatal() => {
+                Ok(Ok((stores, positions))) => {
+                    act.busy_attempts = 0;
+                    act.built_once = true;
+                    act.build(ctx, generation, stores, positions)
+                }
+                Ok(Err(e)) if e.is_busy() => act.retry_busy(ctx, e),
+                Ok(Err(e)) if !act.built_once || e.is_fatal() => {
                     tracing::error!(error = %e, "Cannot start.");
                     act.exit(ctx, EXIT_FAILURE);
                 }
@@ -129,6 +144,31 @@ impl Supervisor {
                 }
             }
         }));
+    }
+
+    /// The database is there but cannot take logbelt now (too many clients, starting up):
+    /// like an outage during a commit, try again after a backoff, whether or not a pipeline
+    /// ever ran, without counting a restart; say the real cause each time.
+    fn retry_busy(&mut self, ctx: &mut Context<Self>, e: db::DbError) {
+        let d = &self.config.database;
+        let backoff = d
+            .retry_initial_backoff
+            .saturating_mul(2u32.saturating_pow(self.busy_attempts.min(30)))
+            .min(d.retry_max_backoff);
+        self.busy_attempts = self.busy_attempts.saturating_add(1);
+        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Database busy; opening it again after a backoff.");
+        // Spawned, not waited for: a signal during the backoff exits at once.
+        ctx.spawn(
+            tokio::time::sleep(backoff)
+                .into_actor(self)
+                .map(|_, act, ctx| {
+                    if act.shutting_down {
+                        act.exit(ctx, 0);
+                    } else {
+                        act.start_pipeline(ctx);
+                    }
+                }),
+        );
     }
 
     fn build(
@@ -333,6 +373,31 @@ impl Supervisor {
     }
 }
 
+/// The line `run --once` ends with: what it committed, and how long it took.
+fn summary(elapsed: std::time::Duration) {
+    let t = crate::metrics::run_totals();
+    let plural = |n: u64, one: &str, many: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    tracing::info!(
+        files = t.files,
+        rows = t.records,
+        dead_letters = t.dead_letters,
+        bytes = t.bytes,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "Done: {}, {}, {} ({}) committed in {:.1} s.",
+        plural(t.files as u64, "file", "files"),
+        plural(t.records, "row", "rows"),
+        plural(t.dead_letters, "dead letter", "dead letters"),
+        crate::inspect::human_size(i64::try_from(t.bytes).unwrap_or(i64::MAX)),
+        elapsed.as_secs_f64()
+    );
+}
+
 /// Publishes the depth of every bounded queue of a pipeline, once a second, until the pipeline's
 /// arbiter stops. Holds only weak handles: it never keeps a stage alive.
 async fn sample_queues(
@@ -400,6 +465,9 @@ impl Handler<Drained> for Supervisor {
         }
         if self.shutting_down || self.once {
             tracing::info!("Drained: everything read is committed.");
+            if self.once {
+                summary(self.started.elapsed());
+            }
             self.tear_down_and_exit(ctx, 0);
         } else {
             self.restart(ctx, "tailer", "reading ended unexpectedly".into());

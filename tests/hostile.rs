@@ -740,3 +740,121 @@ fn health_is_503_with_the_reason_while_commits_fail_longer_than_unhealthy_after(
     d.assert_exit_ok();
     w.assert_stored(&env.db);
 }
+
+// ---------------------------------------------------------------------------------------------
+// What a new user trips over
+// ---------------------------------------------------------------------------------------------
+
+/// Issue 11 §8: PostgreSQL out of connection slots at start (here: the role's CONNECTION
+/// LIMIT, taken by another session) made `run` exit 1 at once. Now it is retried like an outage,
+/// the log shows the real cause, and once a slot is free the run goes on.
+#[test]
+fn postgres_too_many_connections_at_start_is_retried_with_the_cause_logged() {
+    let Some((env, role)) = migrated_with_role() else {
+        return;
+    };
+    role.grant_least_privilege();
+    role.sql(&format!("ALTER ROLE {} CONNECTION LIMIT 1", role.name));
+    let mut cfg = env.config();
+    cfg.url = role.url();
+    cfg.database_extra.push(("writers".into(), "1".into()));
+    cfg.database_extra
+        .push(("retry_max_backoff_ms".into(), "200".into()));
+    cfg.write(&env);
+    let mut w = Written::new();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 0, 100));
+
+    use diesel::Connection;
+    let slot = diesel::PgConnection::establish(&role.url()).expect("take the role's one slot");
+    let mut d = Daemon::spawn_in(
+        env.dir.path(),
+        &[
+            "run",
+            "--once",
+            "--config",
+            env.config_path().to_str().unwrap(),
+        ],
+    );
+    // Retried: the cause logged twice while the process runs on.
+    d.wait_for_log_n("too many connections for role", 2);
+    assert!(
+        d.stderr().contains("Database busy"),
+        "the retry is said:\n{}",
+        d.stderr()
+    );
+    drop(slot);
+    let status = d.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(0), "{status}\n{}", d.stderr());
+    w.assert_stored(&env.db);
+}
+
+/// Issue 11, a new user: `run --once` ended with "Drained: everything read is committed." and
+/// no summary. Now its last lines say how many files, rows, dead letters and bytes were
+/// committed, and how long it took.
+#[test]
+fn run_once_ends_with_a_summary() {
+    let Some(env) = TestEnv::new(Backend::Sqlite) else {
+        return;
+    };
+    env.config().write(&env);
+    let (a, b) = (env.log("a.jsonl"), env.log("b.jsonl"));
+    crate::util::append_lines(&a, &json_lines("a", 0, 30));
+    crate::util::append_bytes(&a, b"not json\n");
+    crate::util::append_lines(&b, &json_lines("b", 0, 20));
+    let bytes = std::fs::metadata(&a).unwrap().len() + std::fs::metadata(&b).unwrap().len();
+    let stderr = env.run_once();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("Done:"))
+        .unwrap_or_else(|| panic!("no summary line:\n{stderr}"));
+    assert!(
+        line.contains("Done: 2 files, 50 rows, 1 dead letter (")
+            && line.contains(" committed in ")
+            && line.contains(&format!("bytes={bytes}"))
+            && line.contains("rows=50")
+            && line.contains("dead_letters=1")
+            && line.contains("files=2"),
+        "summary {line:?} ({bytes} bytes)"
+    );
+}
+
+/// Issue 11, a new user: `[database]` was required although SQLite needs no set-up. Without
+/// it, logbelt uses `logbelt.db` next to the config file (not in the working directory).
+#[test]
+fn without_database_table_sqlite_next_to_the_config_file() {
+    let Some(env) = TestEnv::new(Backend::Sqlite) else {
+        return;
+    };
+    let toml = env.config().to_toml();
+    let start = toml.find("[database]").unwrap();
+    let end = start + toml[start..].find("\n\n").unwrap() + 2;
+    let without = format!("{}{}", &toml[..start], &toml[end..]);
+    assert!(!without.contains("[database]"), "{without}");
+    std::fs::write(env.config_path(), &without).unwrap();
+    let mut w = Written::new();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 0, 10));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = env.config_path();
+    let mut d = Daemon::spawn_with_cwd(
+        elsewhere.path(),
+        env.dir.path(),
+        &[
+            "run".as_ref(),
+            "--once".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+    );
+    let status = d.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(0), "{status}\n{}", d.stderr());
+    assert!(
+        env.path("logbelt.db").exists(),
+        "logbelt.db next to the config"
+    );
+    assert!(
+        !elsewhere.path().join("logbelt.db").exists(),
+        "in the working directory"
+    );
+    // The test database is that file (its URL is sqlite://logbelt.db in the same folder).
+    w.assert_stored(&env.db);
+}

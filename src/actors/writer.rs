@@ -268,6 +268,7 @@ fn report_commit(batches: &[RecordBatch], elapsed: Duration) {
         .collect();
     let bytes = batches.iter().map(|b| b.bytes).sum();
     metrics::committed(records as u64, &reasons, bytes, elapsed);
+    metrics::files_committed(batches.iter().map(|b| b.position.file.id));
     for p in crate::db::final_positions(batches) {
         if let Ok(m) = std::fs::metadata(&*p.path) {
             metrics::file_lag(&p.path, m.len().saturating_sub(p.offset));

@@ -1,4 +1,4 @@
-//! The stores: one per backend behind the small [`Store`] trait the writer calls (DESIGN.md §5:
+//! The stores: one per backend behind the small [`Store`] trait the writer calls (ARCHITECTURE.md §6:
 //! diesel's `MultiConnection` cannot batch-insert or COPY). A store commits one batch —
 //! rows, dead letters and the files' new positions — in one transaction, and reads the committed
 //! positions back at start. Stores are blocking: callers run them on blocking threads.
@@ -65,6 +65,21 @@ impl DbError {
 
     pub fn is_fatal(&self) -> bool {
         self.kind == ErrorKind::Fatal
+    }
+
+    /// A transient error of a database that is there but cannot take logbelt now: out of
+    /// connection slots, or starting up or shutting down. (The drivers do not expose the
+    /// SQLSTATE of a failed connection: PostgreSQL's messages are matched.)
+    pub fn is_busy(&self) -> bool {
+        const BUSY: &[&str] = &[
+            "too many clients",
+            "too many connections",
+            "remaining connection slots",
+            "the database system is starting up",
+            "the database system is shutting down",
+            "the database system is in recovery mode",
+        ];
+        self.is_transient() && BUSY.iter().any(|m| self.message.contains(m))
     }
 }
 

@@ -1,5 +1,5 @@
 //! PostgreSQL store: the production backend, many hosts into one database. Rows go in by binary
-//! `COPY` (`diesel::copy_from`, ~3× batched INSERT: STACK.md §5); dead letters and positions in the
+//! `COPY` (`diesel::copy_from`, ~3× batched INSERT: ARCHITECTURE.md §8); dead letters and positions in the
 //! same transaction. Migrations (`migrations/postgres`) run under an advisory lock, so several
 //! logbelt processes may start at the same moment; when the schema is current nothing is created
 //! or locked, so a role without CREATE can run logbelt, and its grants are checked at start
@@ -531,6 +531,7 @@ fn classify(context: &str, e: DieselError) -> DbError {
                     // Insufficient resources (SQLSTATE class 53): a full server, disk or memory
                     // can recover.
                     || m.contains("too many clients")
+                    || m.contains("too many connections")
                     || m.contains("remaining connection slots")
                     || m.contains("could not extend file")
                     || m.contains("No space left on device")
