@@ -858,3 +858,123 @@ fn without_database_table_sqlite_next_to_the_config_file() {
     // The test database is that file (its URL is sqlite://logbelt.db in the same folder).
     w.assert_stored(&env.db);
 }
+
+/// Issue 11, a new user: the systemd example did not work as written (the database in /etc under
+/// `ProtectSystem=strict`, nothing creating /var/lib/logbelt or the user). The unit passes
+/// `systemd-analyze verify`; the config it installs keeps the database under the unit's
+/// `StateDirectory=`; and that config, with the state directory made as systemd makes it (owned
+/// by the service user, mode `StateDirectoryMode=`) and the config in a folder the user cannot
+/// write, validates and runs as that user (uid 65534 here).
+#[test]
+fn systemd_example_is_correct_end_to_end() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let unit = std::fs::read_to_string(examples.join("logbelt.service")).unwrap();
+    let config = std::fs::read_to_string(examples.join("logbelt-service.toml")).unwrap();
+    let sysusers = std::fs::read_to_string(examples.join("logbelt.sysusers")).unwrap();
+    let setting = |key: &str| -> String {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in the unit"))
+            .trim()
+            .to_string()
+    };
+
+    // The pieces agree: the user exists (sysusers), the database is in the state directory,
+    // the stop timeout outlasts the drain.
+    let user = setting("User");
+    assert!(
+        sysusers
+            .lines()
+            .any(|l| l.starts_with(&format!("u {user} "))),
+        "examples/logbelt.sysusers creates {user}"
+    );
+    let state = format!("/var/lib/{}", setting("StateDirectory"));
+    assert!(
+        config.contains(&format!("url = \"sqlite://{state}/logbelt.db\"")),
+        "the service's database is under {state}:\n{config}"
+    );
+    let stop: u64 = setting("TimeoutStopSec").parse().unwrap();
+    let drain_ms: u64 = config
+        .lines()
+        .find_map(|l| l.strip_prefix("drain_timeout_ms = "))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000);
+    assert!(
+        stop * 1000 > drain_ms,
+        "TimeoutStopSec {stop} s vs drain {drain_ms} ms"
+    );
+    let config_path = setting("ExecStart").rsplit(' ').next().unwrap().to_string();
+
+    // systemd's own check, with the binary and config where the unit expects them replaced by
+    // this build and the example.
+    let dir = tempfile::tempdir().unwrap();
+    let local = unit
+        .replace("/usr/local/bin/logbelt", crate::util::BIN)
+        .replace(
+            &config_path,
+            examples.join("logbelt-service.toml").to_str().unwrap(),
+        );
+    std::fs::write(dir.path().join("logbelt.service"), local).unwrap();
+    match std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(dir.path().join("logbelt.service"))
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "systemd-analyze verify: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => eprintln!(
+            "{}: no systemd-analyze ({e}): unit not verified",
+            crate::util::test_name()
+        ),
+    }
+
+    // The service as systemd would start it: state directory owned by the user, config in a
+    // folder it cannot write.
+    let Some(nobody) = as_nobody() else { return };
+    let Some(env) = TestEnv::new(Backend::Sqlite) else {
+        return;
+    };
+    let state_dir = env.dir.path();
+    let mode: u32 = u32::from_str_radix(&setting("StateDirectoryMode"), 8).unwrap();
+    chown(state_dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    let etc = env.path("etc");
+    std::fs::create_dir(&etc).unwrap();
+    let logs = env.path("logs");
+    let text = config
+        .replace(&state, state_dir.to_str().unwrap())
+        .replace("/var/log/app", logs.to_str().unwrap())
+        + "\n[agent]\nhost = \"test-host\"\n";
+    let cfg = etc.join("logbelt.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let mut w = Written::new();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 0, 20));
+    for args in [&["validate"][..], &["run", "--once"]] {
+        let err = env.path(&format!("{}.stderr", args[0]));
+        let mut c = std::process::Command::new("setpriv");
+        c.args(&nobody)
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .current_dir("/")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&err).unwrap());
+        let mut d = Daemon::from_command(c, &err);
+        let status = d.wait_exit(DEADLINE);
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{args:?} as {user}: {status}\n{}",
+            d.stderr()
+        );
+    }
+    w.assert_stored(&env.db);
+}
