@@ -8,10 +8,12 @@
 //! - [`file`]: one file's task (truncation, rotation, deletion).
 //! - [`copies`]: telling a copy (`copytruncate`) from a new file.
 //! - [`descriptors`]: the file-descriptor budget.
+//! - [`discover`]: the globs, compiled once, and the files they match.
 //! - [`watch`]: file-system notifications that wake tasks early; a slow poll is the fallback.
 
 pub mod copies;
 pub mod descriptors;
+pub mod discover;
 pub mod file;
 pub mod fingerprint;
 pub mod lines;
@@ -101,6 +103,7 @@ struct Tailing {
 /// tasks have ended, the bridge closes, and that is how the Reader learns that reading is over.
 pub struct Tailer {
     sources: Vec<SourceConfig>,
+    globs: Arc<discover::Globs>,
     settings: Arc<TailSettings>,
     tx: mpsc::Sender<LineBatch>,
     cancel: CancellationToken,
@@ -158,11 +161,13 @@ impl Tailer {
                 shadowed.entry(key).or_default().push(other);
             }
         }
-        let watch = watch::Watch::new(sources.iter().flat_map(|s| s.include.iter()));
+        let globs = Arc::new(discover::Globs::new(&sources));
+        let watch = watch::Watch::new(globs.patterns());
         // Bounded: a waiting file's task waits here (yielding) while the tailer is busy.
         let (granted_tx, granted) = mpsc::channel(64);
         Tailer {
             sources,
+            globs,
             settings: Arc::new(settings),
             tx,
             cancel,
@@ -291,8 +296,8 @@ impl Tailer {
     /// Looks for files that match the globs and are not tailed yet.
     async fn scan(&mut self, first: bool) {
         self.watch.refresh();
-        let sources = self.sources.clone();
-        let found = tokio::task::spawn_blocking(move || expand_globs(&sources)).await;
+        let globs = self.globs.clone();
+        let found = tokio::task::spawn_blocking(move || globs.expand()).await;
         let found = match found {
             Ok(found) => found,
             Err(e) => {
@@ -544,98 +549,6 @@ impl Tailer {
     }
 }
 
-/// Every (source index, path, its metadata or why not) that the sources' globs match now,
-/// excluded ones left out; a path matched by two sources goes to the first. Blocking: run it on
-/// a blocking thread (one hop per scan, not one per file).
-fn expand_globs(
-    sources: &[SourceConfig],
-) -> Vec<(usize, PathBuf, std::io::Result<std::fs::Metadata>)> {
-    let mut seen = HashSet::new();
-    let mut found = Vec::new();
-    for (idx, source) in sources.iter().enumerate() {
-        for pattern in &source.include {
-            let paths = match matching_paths(pattern, source.follow_symlinks) {
-                Ok(paths) => paths,
-                Err(e) => {
-                    tracing::error!(pattern = %pattern, error = %e, "Invalid glob.");
-                    continue;
-                }
-            };
-            for path in paths {
-                if !source.is_excluded(&path) && seen.insert(path.clone()) {
-                    let meta = std::fs::metadata(&path);
-                    found.push((idx, path, meta));
-                }
-            }
-        }
-    }
-    found
-}
-
-/// The paths that match `pattern` (absolute), found by walking from its longest literal prefix.
-/// A symbolic link that matches is returned (the caller follows it to its file); the walk goes
-/// into links to directories only with `follow_links`, detecting loops (walkdir), so a `**` over
-/// a symlink loop ends. Without `**`, the walk goes no deeper than the pattern.
-fn matching_paths(pattern: &str, follow_links: bool) -> Result<Vec<PathBuf>, globset::Error> {
-    let matcher = globset::GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .build()?
-        .compile_matcher();
-    let components: Vec<_> = Path::new(pattern).components().collect();
-    let is_glob = |c: &std::path::Component<'_>| {
-        c.as_os_str()
-            .to_string_lossy()
-            .contains(['*', '?', '[', '{'])
-    };
-    let Some(first_glob) = components.iter().position(is_glob) else {
-        let path = PathBuf::from(pattern);
-        return Ok(if path.exists() {
-            vec![path]
-        } else {
-            Vec::new()
-        });
-    };
-    let root: PathBuf = components[..first_glob].iter().collect();
-    let depth = if pattern.contains("**") {
-        usize::MAX
-    } else {
-        components.len() - first_glob
-    };
-    let mut paths = Vec::new();
-    let walk = walkdir::WalkDir::new(&root)
-        .follow_links(follow_links)
-        .min_depth(1)
-        .max_depth(depth)
-        .into_iter()
-        // A glob that starts above a kernel file system does not walk into it: `/proc` alone
-        // holds every process's root (`/proc/*/root`) and files whose reads block or consume
-        // (`/proc/kmsg`). Named in the glob's literal part, they are walked as asked.
-        .filter_entry(|e| !(e.file_type().is_dir() && is_pseudo_fs(e.path(), &root)));
-    for entry in walk {
-        match entry {
-            Ok(e) if matcher.is_match(e.path()) => paths.push(e.into_path()),
-            Ok(_) => {}
-            // A matching path that cannot be followed (a dangling link, a link loop) is still
-            // returned: the caller reports it once.
-            Err(e) => match e.path() {
-                Some(p) if matcher.is_match(p) => paths.push(p.to_path_buf()),
-                _ => tracing::debug!(error = %e, "Skipped while expanding a glob."),
-            },
-        }
-    }
-    Ok(paths)
-}
-
-/// Kernel file systems that a glob walks into only when its literal part names them.
-const PSEUDO_FILE_SYSTEMS: &[&str] = &["/proc", "/sys", "/dev"];
-
-/// Whether `dir` is one of [`PSEUDO_FILE_SYSTEMS`] and the walk's `root` is not inside it.
-fn is_pseudo_fs(dir: &Path, root: &Path) -> bool {
-    PSEUDO_FILE_SYSTEMS
-        .iter()
-        .any(|fs| dir == Path::new(fs) && !root.starts_with(fs))
-}
-
 /// Opens a file, reads its first bytes (at most [`FINGERPRINT_MAX_BYTES`]) and its metadata,
 /// all from the one handle.
 fn open_with_head(path: &Path) -> std::io::Result<(std::fs::File, Vec<u8>, std::fs::Metadata)> {
@@ -707,12 +620,5 @@ mod tests {
             Shown("/var/log/ünïcode.log").to_string(),
             "/var/log/ünïcode.log"
         );
-    }
-
-    #[test]
-    fn kernel_file_systems_are_walked_only_when_the_glob_starts_inside_them() {
-        assert!(is_pseudo_fs(Path::new("/proc"), Path::new("/")));
-        assert!(!is_pseudo_fs(Path::new("/proc"), Path::new("/proc")));
-        assert!(!is_pseudo_fs(Path::new("/var/log"), Path::new("/")));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -29,7 +29,7 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn new<'a>(patterns: impl Iterator<Item = &'a String>) -> Self {
+    pub fn new<'a>(patterns: impl Iterator<Item = &'a super::discover::Pattern>) -> Self {
         let wakers: Wakers = Arc::default();
         let scan = Arc::new(Notify::new());
         let (cb_wakers, cb_scan) = (wakers.clone(), scan.clone());
@@ -70,7 +70,16 @@ impl Watch {
         };
         Watch {
             watcher,
-            dirs: patterns.map(|p| watch_root(p)).collect(),
+            dirs: patterns
+                .map(|p| {
+                    let mode = if p.recursive() {
+                        RecursiveMode::Recursive
+                    } else {
+                        RecursiveMode::NonRecursive
+                    };
+                    (p.root().to_path_buf(), mode)
+                })
+                .collect(),
             watched: HashSet::new(),
             wakers,
             scan,
@@ -121,47 +130,5 @@ impl Watch {
         if let Ok(mut wakers) = self.wakers.lock() {
             wakers.remove(&key);
         }
-    }
-}
-
-/// The directory to watch for a glob: its longest prefix without glob characters; recursive when
-/// the glob has more than one component after it.
-fn watch_root(pattern: &str) -> (PathBuf, RecursiveMode) {
-    let mut root = PathBuf::new();
-    let mut components = Path::new(pattern).components().peekable();
-    while let Some(c) = components.next() {
-        let s = c.as_os_str().to_string_lossy();
-        if s.contains(['*', '?', '[', '{']) || components.peek().is_none() {
-            let deeper = components.peek().is_some();
-            let mode = if deeper {
-                RecursiveMode::Recursive
-            } else {
-                RecursiveMode::NonRecursive
-            };
-            return (root, mode);
-        }
-        root.push(c);
-    }
-    (root, RecursiveMode::NonRecursive)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn watch_root_stops_at_the_first_glob_component() {
-        assert_eq!(
-            watch_root("/var/log/app/*.jsonl"),
-            (PathBuf::from("/var/log/app"), RecursiveMode::NonRecursive)
-        );
-        assert_eq!(
-            watch_root("/var/log/*/x.jsonl"),
-            (PathBuf::from("/var/log"), RecursiveMode::Recursive)
-        );
-        assert_eq!(
-            watch_root("/var/log/app.jsonl"),
-            (PathBuf::from("/var/log"), RecursiveMode::NonRecursive)
-        );
     }
 }
