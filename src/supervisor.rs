@@ -205,6 +205,7 @@ impl Supervisor {
             fail_commits: self.faults.failed_commits.clone(),
             alive: alive_tx,
         };
+        let database_file = stores.first().and_then(|s| s.file_check());
         let mut committers = Vec::with_capacity(stores.len());
         for store in stores {
             let (jobs_tx, jobs_rx) = mpsc::channel(1);
@@ -277,6 +278,13 @@ impl Supervisor {
             tail_cancel.clone(),
         );
         reader_arbiter.spawn(tailer.run());
+        if let Some(file) = database_file {
+            reader_arbiter.spawn(watch_database_file(
+                file,
+                generation,
+                me.clone().recipient(),
+            ));
+        }
         crate::metrics::set_healthy(true);
         tracing::info!(generation, "Pipeline started.");
         self.pipeline = Some(Pipeline {
@@ -370,6 +378,31 @@ impl Supervisor {
         tracing::info!(code, "Exiting.");
         ctx.stop();
         System::current().stop_with_code(code);
+    }
+}
+
+/// How often the path of a SQLite database is checked to still name the opened file.
+const DATABASE_FILE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Checks, until the pipeline's arbiter stops, that the database's path still names the file
+/// that was opened (commits check it too, but an idle pipeline makes none); reports a fatal
+/// failure when it does not.
+async fn watch_database_file(
+    file: db::FileCheck,
+    generation: u64,
+    supervisor: Recipient<StageFailed>,
+) {
+    loop {
+        tokio::time::sleep(DATABASE_FILE_CHECK_INTERVAL).await;
+        if let Err(e) = file.check() {
+            supervisor.do_send(StageFailed {
+                generation,
+                stage: Stage::Writer,
+                reason: e.message,
+                fatal: true,
+            });
+            return;
+        }
     }
 }
 

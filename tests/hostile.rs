@@ -978,3 +978,56 @@ fn systemd_example_is_correct_end_to_end() {
     }
     w.assert_stored(&env.db);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The database file deleted or replaced under the daemon
+// ---------------------------------------------------------------------------------------------
+
+/// Issue 11 §5: a SQLite database file deleted, or replaced (an old copy moved over it), under
+/// a running daemon went unnoticed: it kept committing into the deleted inode. Now the daemon
+/// notices that the path no longer names the file it opened — idle, without a commit to make —
+/// and stops (exit 1) with one error line saying so.
+#[test]
+fn sqlite_database_deleted_or_replaced_under_the_daemon_stops_it() {
+    for replace in [false, true] {
+        let Some(env) = TestEnv::new(Backend::Sqlite) else {
+            return;
+        };
+        env.config().write(&env);
+        let mut w = Written::new();
+        w.append(&env.log("a.jsonl"), &json_lines("a", 0, 100));
+        let mut d = env.start();
+        d.wait_started();
+        env.db.wait_rows(100, Some(&mut d));
+        let db = env.path("logbelt.db");
+        if replace {
+            let copy = env.path("logbelt.db.copy");
+            std::fs::copy(&db, &copy).unwrap();
+            std::fs::rename(&copy, &db).unwrap();
+        } else {
+            std::fs::remove_file(&db).unwrap();
+        }
+        let status = d.wait_exit(DEADLINE);
+        let stderr = d.stderr();
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "replace={replace}: {status}\n{stderr}"
+        );
+        let what = if replace {
+            "was replaced"
+        } else {
+            "was deleted"
+        };
+        let errors = error_lines(&stderr);
+        assert_eq!(
+            errors.len(),
+            1,
+            "replace={replace}: one error line:\n{stderr}"
+        );
+        assert!(
+            errors[0].contains(&db.display().to_string()) && errors[0].contains(what),
+            "replace={replace}: the error says {what:?}:\n{stderr}"
+        );
+    }
+}

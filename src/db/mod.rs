@@ -124,6 +124,60 @@ pub trait Store: Send {
     /// # Errors
     /// When the database cannot be read.
     fn committed_offsets(&mut self, ids: &[i64]) -> Result<HashMap<i64, u64>, DbError>;
+
+    /// For a database that is a file (SQLite): how to tell that its path still names the file
+    /// that was opened.
+    fn file_check(&self) -> Option<FileCheck> {
+        None
+    }
+}
+
+/// The file a store opened, by device and inode, to tell when its path stops naming it: the
+/// file deleted (writes would go into a file nobody can open) or replaced (by an old copy, say).
+/// Either is fatal: logbelt stops rather than write where nobody will read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCheck {
+    pub path: std::path::PathBuf,
+    pub dev: u64,
+    pub inode: u64,
+}
+
+impl FileCheck {
+    /// The file now at `path`.
+    ///
+    /// # Errors
+    /// When it cannot be looked at.
+    pub fn of(path: &std::path::Path) -> std::io::Result<FileCheck> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(FileCheck {
+            path: path.to_path_buf(),
+            dev: m.dev(),
+            inode: m.ino(),
+        })
+    }
+
+    /// Whether the path still names the opened file.
+    ///
+    /// # Errors
+    /// Fatal, when it does not (deleted, or another file in its place).
+    pub fn check(&self) -> Result<(), DbError> {
+        match FileCheck::of(&self.path) {
+            Ok(now) if now == *self => Ok(()),
+            Ok(_) => Err(DbError::fatal(format!(
+                "SQLite database {} was replaced while logbelt ran (another file is at that path \
+                 now): stopping rather than writing into the file that was opened",
+                self.path.display()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(DbError::fatal(format!(
+                "SQLite database {} was deleted while logbelt ran: stopping rather than writing \
+                 into a file nobody can open",
+                self.path.display()
+            ))),
+            // Cannot look (e.g. a permission change on the folder): the commit will tell.
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 /// Whether the transaction of `batches` is already committed: after a connection failure

@@ -14,7 +14,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::schema::sqlite::files;
-use super::{final_positions, DbError, PositionRow, Store};
+use super::{final_positions, DbError, FileCheck, PositionRow, Store};
 use crate::parse::{format_timestamp_micros, write_timestamp_micros};
 use crate::record::RecordBatch;
 use crate::tail::StoredPosition;
@@ -22,6 +22,8 @@ use crate::tail::StoredPosition;
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 pub struct SqliteStore {
+    /// The database file as opened: a commit first checks that the path still names it.
+    file: FileCheck,
     /// diesel: migrations and reads.
     conn: SqliteConnection,
     /// The write path: prepared statements compiled once and reused for every row
@@ -57,7 +59,9 @@ impl SqliteStore {
         // immutable file): SQLite then opens read-only without a word. Ask it for a write lock.
         fast.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
             .map_err(|e| classify_fast(&format!("SQLite database {url} cannot be written"), e))?;
-        Ok(SqliteStore { conn, fast })
+        let file = FileCheck::of(path)
+            .map_err(|e| DbError::transient(format!("SQLite database {url}: {e}")))?;
+        Ok(SqliteStore { file, conn, fast })
     }
 }
 
@@ -186,6 +190,7 @@ impl Store for SqliteStore {
     }
 
     fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
+        self.file.check()?;
         let now = format_timestamp_micros(super::now_micros());
         let tx = self
             .fast
@@ -193,6 +198,10 @@ impl Store for SqliteStore {
             .map_err(|e| classify_fast("commit failed", e))?;
         write(&tx, host, batches, &now).map_err(|e| classify_fast("commit failed", e))?;
         tx.commit().map_err(|e| classify_fast("commit failed", e))
+    }
+
+    fn file_check(&self) -> Option<FileCheck> {
+        Some(self.file.clone())
     }
 
     fn probe(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
