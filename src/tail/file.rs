@@ -3,127 +3,21 @@
 //! anything: its position only becomes durable when the writer commits the batch.
 
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, Notify};
-use tokio_util::sync::CancellationToken;
-
 use super::copies::{Contents, Truncated, Verdict};
-use super::descriptors::{Descriptor, Descriptors};
-use super::fingerprint::{identity, FINGERPRINT_MAX_BYTES};
+use super::descriptors::Descriptor;
+use super::fingerprint::{extend_head, identity, starts_with, FINGERPRINT_MAX_BYTES};
+use super::known::SharedPath;
 use super::lines::{LineSplitter, LinesOut};
-use super::{Shown, TailSettings};
+use super::{EndReason, Shown, TailEnd, TailTaskCtx};
 use crate::record::{FileMeta, FilePosition, LineBatch};
 
 /// How long a rotated or deleted file is still followed after its last new byte: writers that
 /// hold the old handle keep appending for a moment after a rename.
 pub const ROTATED_FILE_GRACE: Duration = Duration::from_secs(5);
-
-/// Why a tail task ended, and where: the tailer keeps the position for when the same file
-/// (same identity) is met again in this run.
-#[derive(Debug)]
-pub struct TailEnd {
-    pub key: (u64, u64),
-    /// Where the file was last found.
-    pub path: PathBuf,
-    /// Offset just past the last line that was handed to the bridge.
-    pub sent_offset: u64,
-    pub head: Vec<u8>,
-    pub meta: Arc<FileMeta>,
-    /// The path the `files` table has for the file, if it has a row.
-    pub recorded_path: Option<Arc<str>>,
-    /// Still not told apart from a copy: nothing was read from it.
-    pub unsettled: bool,
-    pub reason: EndReason,
-}
-
-/// Whether `file` still begins with `head`.
-fn starts_with(file: &std::fs::File, head: &[u8]) -> std::io::Result<bool> {
-    let mut now = vec![0u8; head.len()];
-    match file.read_exact_at(&mut now, 0) {
-        Ok(()) => Ok(now == head),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Adds to `head` (the file's first bytes) whatever part of `chunk`, read at `offset`, extends it.
-fn extend_head(head: &mut Vec<u8>, offset: u64, chunk: &[u8]) {
-    let have = head.len() as u64;
-    let end = offset + chunk.len() as u64;
-    if have >= FINGERPRINT_MAX_BYTES as u64 || offset > have || end <= have {
-        return;
-    }
-    let from = (have - offset) as usize;
-    let to = (FINGERPRINT_MAX_BYTES as u64).min(end) - offset;
-    head.extend_from_slice(&chunk[from..to as usize]);
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum EndReason {
-    /// `--once`: the file was read to its end.
-    ReachedEnd,
-    /// The file was renamed away and then stayed idle.
-    Gone,
-    /// The file was deleted, read to its end, and its position is being forgotten.
-    Deleted,
-    /// Shutdown or restart, or the bridge closed.
-    Stopped,
-    /// Reading failed (the message is logged).
-    Failed,
-    /// A new file turned out to be compressed (a rotated file being compressed).
-    Compressed,
-}
-
-/// What a tail task needs besides its file.
-pub struct TailTaskCtx {
-    pub tx: mpsc::Sender<LineBatch>,
-    pub cancel: CancellationToken,
-    pub wake: Arc<Notify>,
-    /// Set while file-system notifications cover the file's folder: the fallback poll then
-    /// runs [`super::WATCHED_SCAN_FACTOR`] times slower.
-    pub watched: Arc<std::sync::atomic::AtomicBool>,
-    pub settings: Arc<TailSettings>,
-    /// What the other tasks read: tells a copy from a new file (`copytruncate`).
-    pub contents: Arc<Contents>,
-    /// The descriptor budget: an idle file closes its own when another file waits for one.
-    pub descriptors: Arc<Descriptors>,
-}
-
-/// The path a tailed file is found at now. The scanner moves it when the file is renamed to
-/// another path the globs match, so that positions, `status` and metrics name the file where it
-/// is.
-#[derive(Debug, Clone)]
-pub struct SharedPath(Arc<Mutex<(PathBuf, Arc<str>)>>);
-
-impl SharedPath {
-    pub fn new(path: PathBuf) -> Self {
-        let text: Arc<str> = path.to_string_lossy().into();
-        SharedPath(Arc::new(Mutex::new((path, text))))
-    }
-
-    /// The path now, and its text as stored.
-    pub fn get(&self) -> (PathBuf, Arc<str>) {
-        match self.0.lock() {
-            Ok(p) => p.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    /// Moves the path; returns whether it changed.
-    pub fn set(&self, path: &Path) -> bool {
-        let Ok(mut p) = self.0.lock() else {
-            return false;
-        };
-        if p.0 == path {
-            return false;
-        }
-        *p = (path.to_path_buf(), path.to_string_lossy().into());
-        true
-    }
-}
 
 pub struct FileTail {
     pub key: (u64, u64),
@@ -168,285 +62,350 @@ enum Settle {
     Compressed,
 }
 
+/// Where a task stands in its file: the loop's state.
+struct Cursor {
+    /// Offset of the next read.
+    read: u64,
+    /// Offset just past the last line handed to the bridge.
+    sent: u64,
+    splitter: LineSplitter,
+    /// Lines split but not handed over yet.
+    out: LinesOut,
+    /// Set once the path no longer leads to this file: when it then idles, the task ends.
+    orphaned_since: Option<Instant>,
+    /// Set after each wait (with whether a notification woke us): before reading on, check that
+    /// the file was not truncated meanwhile (copytruncate), even if it has grown past our
+    /// position again since, and skip the read when nothing changed.
+    woke: Option<bool>,
+    /// The read buffer, only while there is something to read: a thousand idle files must not
+    /// hold a thousand buffers.
+    buf: Vec<u8>,
+}
+
+impl Cursor {
+    fn at(offset: u64, max_line_bytes: usize) -> Self {
+        Cursor {
+            read: offset,
+            sent: offset,
+            splitter: LineSplitter::new(offset, max_line_bytes),
+            out: LinesOut::default(),
+            orphaned_since: None,
+            woke: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Reads on from `offset`, a line boundary, forgetting what was split but not sent.
+    fn restart_at(&mut self, offset: u64, max_line_bytes: usize) {
+        self.read = offset;
+        self.sent = offset;
+        self.splitter = LineSplitter::new(offset, max_line_bytes);
+        self.out = LinesOut::default();
+    }
+}
+
+/// The outcome of one phase of the loop: go on, or end the task for this reason.
+type Turn<T = ()> = Result<T, EndReason>;
+
+/// A failed hand-over ends the task: the pipeline is stopping.
+impl From<Stop> for EndReason {
+    fn from(_: Stop) -> Self {
+        EndReason::Stopped
+    }
+}
+
 impl FileTail {
     /// Runs until the file is done with (see [`EndReason`]).
     pub async fn run(mut self, ctx: TailTaskCtx) -> TailEnd {
-        let settings = ctx.settings.clone();
-        let mut splitter = LineSplitter::new(self.offset, settings.max_line_bytes);
-        let mut read_offset = self.offset;
-        let mut sent_offset = self.offset;
-        // The read buffer exists only while there is something to read: a thousand idle files
-        // must not hold a thousand buffers.
-        let mut buf: Vec<u8> = Vec::new();
-        let mut out = LinesOut::default();
-        // Set once the path no longer leads to this file: when it then idles, the task ends.
-        let mut orphaned_since: Option<Instant> = None;
-        // Set after each wait (with whether a notification woke us): before reading on, check
-        // that the file was not truncated meanwhile (copytruncate), even if it has grown past our
-        // position again since, and skip the read when nothing changed.
-        let mut woke: Option<bool> = None;
-        let contents = ctx.contents.clone();
+        let mut cur = Cursor::at(self.offset, ctx.settings.max_line_bytes);
         let reason = loop {
-            if ctx.cancel.is_cancelled() {
-                break EndReason::Stopped;
+            if let Err(reason) = self.turn(&ctx, &mut cur).await {
+                break reason;
             }
-            // Created before the first bytes are judged, so that truncated content remembered
-            // meanwhile is not missed by the wait below.
-            let copies_changed = contents.changed().notified();
-            tokio::pin!(copies_changed);
-            if self.unsettled {
-                copies_changed.as_mut().enable();
-            }
-            let (path, path_str) = self.path.get();
-            let mut nothing_new = false;
-            if let Some(notified) = woke.take() {
-                let open = match self.file {
-                    Some(_) => true,
-                    None => match self.reopen(&ctx, &path, read_offset, notified).await {
-                        Ok(open) => open,
-                        Err(_) => break EndReason::Stopped,
-                    },
-                };
-                let change = if open {
-                    self.changed(read_offset, notified)
-                } else {
-                    Ok(Change::None)
-                };
-                match change {
-                    Ok(Change::None) => nothing_new = true,
-                    Ok(Change::Grew) => {}
-                    Ok(Change::Truncated) if self.unsettled => {}
-                    Ok(Change::Truncated) => {
-                        tracing::info!(path = %Shown(&path_str), position = read_offset, "File truncated; reading it again from the start.");
-                        // Lines of the old content read before the truncation was seen.
-                        if splitter.boundary() > sent_offset {
-                            match self
-                                .send(&ctx, &mut out, &splitter, sent_offset, &path_str)
-                                .await
-                            {
-                                Ok(()) => sent_offset = splitter.boundary(),
-                                Err(_) => break EndReason::Stopped,
-                            }
-                        }
-                        // The old content may live on in a copy (copytruncate): remember it, and
-                        // let its row name no inode, so that after a restart it is still told
-                        // apart from the new content and can be continued by its copy.
-                        if self.recorded_path.is_some()
-                            && self.detach(&ctx, sent_offset, &path_str).await.is_err()
-                        {
-                            break EndReason::Stopped;
-                        }
-                        self.recorded_path = None;
-                        let fp = identity(self.key.0, self.key.1, &self.head, sent_offset);
-                        contents.truncated(Truncated {
-                            meta: self.meta.clone(),
-                            offset: sent_offset,
-                            fingerprint_len: fp.fingerprint_len,
-                            fingerprint: fp.fingerprint,
-                            head: Some(self.head.clone()),
-                        });
-                        // New content: a new file id, so that (file_id, file_offset) stays unique
-                        // and the old content's position never moves backwards.
-                        self.meta = Arc::new(FileMeta {
-                            id: super::new_file_id(),
-                            source: self.meta.source.clone(),
-                        });
-                        read_offset = 0;
-                        sent_offset = 0;
-                        splitter = LineSplitter::new(0, settings.max_line_bytes);
-                        out = LinesOut::default();
-                        self.head.clear();
-                        contents.set_head(self.key, &self.head);
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %Shown(&path_str), error = %e, "Cannot check the open file.");
-                        break EndReason::Failed;
-                    }
-                }
-            }
-            let read = if nothing_new {
-                Ok(0)
-            } else {
-                if buf.is_empty() {
-                    buf = vec![0u8; settings.read_buffer_bytes];
-                }
-                // Positional reads on a blocking thread (as tokio::fs does), one per chunk. The
-                // first bytes are checked after the read: a file truncated and written again
-                // while we read (copytruncate while reading behind) must not have its new bytes
-                // taken for the old content's continuation.
-                let file = match self.open_file() {
-                    Ok(f) => f.clone(),
-                    Err(e) => {
-                        tracing::warn!(path = %Shown(&path_str), error = %e, "Read failed; the file is retried at the next scan.");
-                        break EndReason::Failed;
-                    }
-                };
-                let (mut chunk, at) = (std::mem::take(&mut buf), read_offset);
-                let head = (!self.head.is_empty() && at > 0).then(|| self.head.clone());
-                let done = tokio::task::spawn_blocking(move || {
-                    let n = file.read_at(&mut chunk, at);
-                    let same = match (&n, head) {
-                        (Ok(n), Some(head)) if *n > 0 => starts_with(&file, &head),
-                        _ => Ok(true),
-                    };
-                    (chunk, n, same)
-                })
-                .await;
-                match done {
-                    Ok((chunk, _, Ok(false))) => {
-                        // Not the content we were reading: the check below says what happened.
-                        buf = chunk;
-                        woke = Some(true);
-                        continue;
-                    }
-                    Ok((chunk, n, Ok(true))) => {
-                        buf = chunk;
-                        n
-                    }
-                    Ok((chunk, _, Err(e))) => {
-                        buf = chunk;
-                        Err(e)
-                    }
-                    Err(e) => Err(std::io::Error::other(e)),
-                }
-            };
-            let mut n = match read {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(path = %Shown(&path_str), error = %e, "Read failed; the file is retried at the next scan.");
-                    break EndReason::Failed;
-                }
-            };
-            if n > 0 && self.unsettled {
-                match self.settle(&contents, &buf[..n], &path_str) {
-                    Ok(Settle::Read) if read_offset == self.offset => {}
-                    Ok(Settle::Read) => {
-                        read_offset = self.offset;
-                        sent_offset = self.offset;
-                        splitter = LineSplitter::new(self.offset, settings.max_line_bytes);
-                        continue;
-                    }
-                    Ok(Settle::Wait) => n = 0,
-                    Ok(Settle::Compressed) => break EndReason::Compressed,
-                    Err(e) => {
-                        tracing::warn!(path = %Shown(&path_str), error = %e, "Cannot check the open file.");
-                        break EndReason::Failed;
-                    }
-                }
-            }
-            if n > 0 {
-                let had = self.head.len();
-                extend_head(&mut self.head, read_offset, &buf[..n]);
-                if self.head.len() != had {
-                    contents.set_head(self.key, &self.head);
-                }
-                read_offset += n as u64;
-                if orphaned_since.is_some() {
-                    orphaned_since = Some(Instant::now());
-                }
-                let mut fed = 0;
-                let mut stopped = false;
-                while fed < n {
-                    fed += splitter.feed_until(&buf[fed..n], &mut out, settings.batch_lines);
-                    if out.lines.len() >= settings.batch_lines
-                        || out.buf.len() >= settings.batch_bytes
-                    {
-                        match self
-                            .send(&ctx, &mut out, &splitter, sent_offset, &path_str)
-                            .await
-                        {
-                            Ok(()) => sent_offset = splitter.boundary(),
-                            Err(_) => {
-                                stopped = true;
-                                break;
-                            }
-                        }
-                    }
-                }
-                if stopped {
-                    break EndReason::Stopped;
-                }
-                continue;
-            }
-            // At the end of what is there now: hand over what was read, or record where the file
-            // has moved to.
-            let moved = !self.unsettled
-                && self
-                    .recorded_path
-                    .as_ref()
-                    .is_some_and(|p| **p != *path_str);
-            if splitter.boundary() > sent_offset || moved {
-                match self
-                    .send(&ctx, &mut out, &splitter, sent_offset, &path_str)
-                    .await
-                {
-                    Ok(()) => sent_offset = splitter.boundary(),
-                    Err(_) => break EndReason::Stopped,
-                }
-            }
-            if settings.once {
-                break EndReason::ReachedEnd;
-            }
-            buf = Vec::new();
-            let still_ours = match std::fs::metadata(&path) {
-                Ok(m) => (m.dev(), m.ino()) == self.key,
-                Err(_) => false,
-            };
-            if still_ours {
-                orphaned_since = None;
-            } else {
-                let since = *orphaned_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= ROTATED_FILE_GRACE {
-                    // Deleted (no name left, it can never be met again): forget its position.
-                    // Merely renamed: keep it, the file may match a glob under its new name.
-                    let deleted = self
-                        .file
-                        .as_ref()
-                        .is_some_and(|f| f.metadata().is_ok_and(|m| m.nlink() == 0));
-                    if deleted {
-                        tracing::debug!(path = %Shown(&path_str), "Deleted file read to its end; forgetting it.");
-                        if !self.unsettled
-                            && self.forget(&ctx, sent_offset, &path_str).await.is_err()
-                        {
-                            break EndReason::Stopped;
-                        }
-                        break EndReason::Deleted;
-                    }
-                    tracing::debug!(path = %Shown(&path_str), "Rotated file is idle; done with it.");
-                    break EndReason::Gone;
-                }
-            }
-            let mut poll = if ctx.watched.load(std::sync::atomic::Ordering::Relaxed) {
-                settings.poll_interval * super::WATCHED_SCAN_FACTOR
-            } else {
-                settings.poll_interval
-            };
-            if let Some(since) = orphaned_since {
-                // Renamed away: look again when the grace ends, whatever the poll.
-                poll = poll.min(ROTATED_FILE_GRACE.saturating_sub(since.elapsed()));
-            }
-            if self.file.is_some() && ctx.descriptors.should_release() {
-                // Idle at its end while another file waits for a descriptor: lend ours.
-                tracing::debug!(path = %Shown(&path_str), "Idle file closed; another file waits for a descriptor.");
-                self.file = None;
-                self.descriptor = None;
-                contents.set_file(self.key, None);
-            }
-            // Only an open file listens for requests: a request (one file woken per request,
-            // or kept for the next listener) must reach a file that can close.
-            let descriptor_wanted = ctx.descriptors.idle_wake().notified();
-            tokio::pin!(descriptor_wanted);
-            woke = Some(tokio::select! {
-                _ = ctx.wake.notified() => true,
-                _ = &mut descriptor_wanted, if self.file.is_some() => false,
-                _ = &mut copies_changed, if self.unsettled => true,
-                _ = tokio::time::sleep(poll) => false,
-                _ = ctx.cancel.cancelled() => break EndReason::Stopped,
-            });
         };
         // Its handle there would keep the file open after its descriptor is given back.
-        contents.ended(self.key);
-        self.end(sent_offset, reason)
+        ctx.contents.ended(self.key);
+        self.end(cur.sent, reason)
+    }
+
+    /// One turn of the loop: after a wait, check what changed; read a chunk and hand its lines
+    /// over; or, at the end of what is there, settle what is due and wait.
+    async fn turn(&mut self, ctx: &TailTaskCtx, cur: &mut Cursor) -> Turn {
+        if ctx.cancel.is_cancelled() {
+            return Err(EndReason::Stopped);
+        }
+        // Created before the first bytes are judged, so that truncated content remembered
+        // meanwhile is not missed by the wait below.
+        let copies_changed = ctx.contents.changed().notified();
+        tokio::pin!(copies_changed);
+        if self.unsettled {
+            copies_changed.as_mut().enable();
+        }
+        let (path, path_str) = self.path.get();
+        let nothing_new = match cur.woke.take() {
+            Some(notified) => {
+                !self
+                    .after_wait(ctx, cur, &path, &path_str, notified)
+                    .await?
+            }
+            None => false,
+        };
+        let mut n = 0;
+        if !nothing_new {
+            match self.read_chunk(ctx, cur, &path_str).await? {
+                Some(read) => n = read,
+                None => {
+                    // Not the content we were reading: the check after a wait says what happened.
+                    cur.woke = Some(true);
+                    return Ok(());
+                }
+            }
+        }
+        if n > 0 && self.unsettled {
+            let first = std::mem::take(&mut cur.buf);
+            let settled = self.settle(&ctx.contents, &first[..n], &path_str);
+            cur.buf = first;
+            match settled {
+                Ok(Settle::Read) if cur.read == self.offset => {}
+                Ok(Settle::Read) => {
+                    cur.restart_at(self.offset, ctx.settings.max_line_bytes);
+                    return Ok(());
+                }
+                Ok(Settle::Wait) => n = 0,
+                Ok(Settle::Compressed) => return Err(EndReason::Compressed),
+                Err(e) => {
+                    tracing::warn!(path = %Shown(&path_str), error = %e, "Cannot check the open file.");
+                    return Err(EndReason::Failed);
+                }
+            }
+        }
+        if n > 0 {
+            return self.take_lines(ctx, cur, n, &path_str).await;
+        }
+        cur.buf = Vec::new();
+        self.at_end(ctx, cur, &path, &path_str).await?;
+        self.wait(ctx, cur, copies_changed, &path_str).await
+    }
+
+    /// After a wait: opens the file again if it was closed, and checks what changed. A
+    /// truncation hands over what was read of the old content, remembers it for a copy, and
+    /// starts the new content as a new file id. Returns whether there may be something to read.
+    async fn after_wait(
+        &mut self,
+        ctx: &TailTaskCtx,
+        cur: &mut Cursor,
+        path: &Path,
+        path_str: &Arc<str>,
+        notified: bool,
+    ) -> Turn<bool> {
+        let open = match self.file {
+            Some(_) => true,
+            None => self.reopen(ctx, path, cur.read, notified).await?,
+        };
+        if !open {
+            return Ok(false);
+        }
+        match self.changed(cur.read, notified) {
+            Ok(Change::None) => Ok(false),
+            Ok(Change::Grew) => Ok(true),
+            Ok(Change::Truncated) if self.unsettled => Ok(true),
+            Ok(Change::Truncated) => {
+                tracing::info!(path = %Shown(path_str), position = cur.read, "File truncated; reading it again from the start.");
+                self.truncated(ctx, cur, path_str).await?;
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(path = %Shown(path_str), error = %e, "Cannot check the open file.");
+                Err(EndReason::Failed)
+            }
+        }
+    }
+
+    /// The file was truncated (or rewritten): the old content's lines read so far go out, the
+    /// old content is remembered (a copy may continue it) and its row made to name no inode, so
+    /// that after a restart it is still told apart from the new content; the new content is a
+    /// new file id, so that `(file_id, file_offset)` stays unique and no position moves back.
+    async fn truncated(&mut self, ctx: &TailTaskCtx, cur: &mut Cursor, path: &Arc<str>) -> Turn {
+        if cur.splitter.boundary() > cur.sent {
+            self.send(ctx, cur, path).await?;
+        }
+        if self.recorded_path.is_some() {
+            self.detach(ctx, cur.sent, path).await?;
+        }
+        self.recorded_path = None;
+        let fp = identity(self.key.0, self.key.1, &self.head, cur.sent);
+        ctx.contents.truncated(Truncated {
+            meta: self.meta.clone(),
+            offset: cur.sent,
+            fingerprint_len: fp.fingerprint_len,
+            fingerprint: fp.fingerprint,
+            head: Some(self.head.clone()),
+        });
+        self.meta = Arc::new(FileMeta {
+            id: super::new_file_id(),
+            source: self.meta.source.clone(),
+        });
+        cur.restart_at(0, ctx.settings.max_line_bytes);
+        self.head.clear();
+        ctx.contents.set_head(self.key, &self.head);
+        Ok(())
+    }
+
+    /// Reads the next chunk into `cur.buf`: its length (0 at the end), or `None` when the file
+    /// no longer starts with the bytes read from it. Positional reads on a blocking thread (as
+    /// tokio::fs does). The first bytes are checked after the read: a file truncated and written
+    /// again while we read (copytruncate while reading behind) must not have its new bytes taken
+    /// for the old content's continuation.
+    async fn read_chunk(
+        &mut self,
+        ctx: &TailTaskCtx,
+        cur: &mut Cursor,
+        path: &Arc<str>,
+    ) -> Turn<Option<usize>> {
+        let fail = |e: std::io::Error| {
+            tracing::warn!(path = %Shown(path), error = %e, "Read failed; the file is retried at the next scan.");
+            EndReason::Failed
+        };
+        let file = self.open_file().map_err(fail)?.clone();
+        if cur.buf.is_empty() {
+            cur.buf = vec![0u8; ctx.settings.read_buffer_bytes];
+        }
+        let (mut chunk, at) = (std::mem::take(&mut cur.buf), cur.read);
+        let head = (!self.head.is_empty() && at > 0).then(|| self.head.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let n = file.read_at(&mut chunk, at);
+            let same = match (&n, head) {
+                (Ok(n), Some(head)) if *n > 0 => starts_with(&file, &head),
+                _ => Ok(true),
+            };
+            (chunk, n, same)
+        })
+        .await;
+        let (chunk, n, same) = done.map_err(|e| fail(std::io::Error::other(e)))?;
+        cur.buf = chunk;
+        match (n.map_err(fail)?, same.map_err(fail)?) {
+            (_, false) => Ok(None),
+            (n, true) => Ok(Some(n)),
+        }
+    }
+
+    /// Splits the `n` bytes just read and hands over full batches.
+    async fn take_lines(
+        &mut self,
+        ctx: &TailTaskCtx,
+        cur: &mut Cursor,
+        n: usize,
+        path: &Arc<str>,
+    ) -> Turn {
+        let had = self.head.len();
+        extend_head(&mut self.head, cur.read, &cur.buf[..n]);
+        if self.head.len() != had {
+            ctx.contents.set_head(self.key, &self.head);
+        }
+        cur.read += n as u64;
+        if cur.orphaned_since.is_some() {
+            cur.orphaned_since = Some(Instant::now());
+        }
+        let settings = &ctx.settings;
+        let mut fed = 0;
+        while fed < n {
+            fed += cur
+                .splitter
+                .feed_until(&cur.buf[fed..n], &mut cur.out, settings.batch_lines);
+            if cur.out.lines.len() >= settings.batch_lines
+                || cur.out.buf.len() >= settings.batch_bytes
+            {
+                self.send(ctx, cur, path).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// At the end of what is there now: hands over what was read (or records where the file
+    /// has moved to); with `--once`, ends; a file renamed away (or deleted) that stays idle for
+    /// [`ROTATED_FILE_GRACE`] ends too.
+    async fn at_end(
+        &mut self,
+        ctx: &TailTaskCtx,
+        cur: &mut Cursor,
+        path: &Path,
+        path_str: &Arc<str>,
+    ) -> Turn {
+        let moved = !self.unsettled
+            && self
+                .recorded_path
+                .as_ref()
+                .is_some_and(|p| **p != **path_str);
+        if cur.splitter.boundary() > cur.sent || moved {
+            self.send(ctx, cur, path_str).await?;
+        }
+        if ctx.settings.once {
+            return Err(EndReason::ReachedEnd);
+        }
+        let still_ours = std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == self.key);
+        if still_ours {
+            cur.orphaned_since = None;
+            return Ok(());
+        }
+        let since = *cur.orphaned_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < ROTATED_FILE_GRACE {
+            return Ok(());
+        }
+        // Deleted (no name left, it can never be met again): forget its position. Merely
+        // renamed: keep it, the file may match a glob under its new name.
+        let deleted = self
+            .file
+            .as_ref()
+            .is_some_and(|f| f.metadata().is_ok_and(|m| m.nlink() == 0));
+        if deleted {
+            tracing::debug!(path = %Shown(path_str), "Deleted file read to its end; forgetting it.");
+            if !self.unsettled {
+                self.forget(ctx, cur.sent, path_str).await?;
+            }
+            return Err(EndReason::Deleted);
+        }
+        tracing::debug!(path = %Shown(path_str), "Rotated file is idle; done with it.");
+        Err(EndReason::Gone)
+    }
+
+    /// Waits for a notification, the poll, truncated content that a copy may continue (while
+    /// unsettled), or a file that waits for a descriptor; closes the file first if one waits.
+    async fn wait(
+        &mut self,
+        ctx: &TailTaskCtx,
+        cur: &mut Cursor,
+        copies_changed: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+        path: &Arc<str>,
+    ) -> Turn {
+        let settings = &ctx.settings;
+        let mut poll = if ctx.watched.load(std::sync::atomic::Ordering::Relaxed) {
+            settings.poll_interval * super::WATCHED_SCAN_FACTOR
+        } else {
+            settings.poll_interval
+        };
+        if let Some(since) = cur.orphaned_since {
+            // Renamed away: look again when the grace ends, whatever the poll.
+            poll = poll.min(ROTATED_FILE_GRACE.saturating_sub(since.elapsed()));
+        }
+        if self.file.is_some() && ctx.descriptors.should_release() {
+            // Idle at its end while another file waits for a descriptor: lend ours.
+            tracing::debug!(path = %Shown(path), "Idle file closed; another file waits for a descriptor.");
+            self.file = None;
+            self.descriptor = None;
+            ctx.contents.set_file(self.key, None);
+        }
+        // Only an open file listens for requests: a request (one file woken per request, or
+        // kept for the next listener) must reach a file that can close.
+        let descriptor_wanted = ctx.descriptors.idle_wake().notified();
+        tokio::pin!(descriptor_wanted);
+        cur.woke = Some(tokio::select! {
+            _ = ctx.wake.notified() => true,
+            _ = &mut descriptor_wanted, if self.file.is_some() => false,
+            _ = copies_changed, if self.unsettled => true,
+            _ = tokio::time::sleep(poll) => false,
+            _ = ctx.cancel.cancelled() => return Err(EndReason::Stopped),
+        });
+        Ok(())
     }
 
     /// Judges the first bytes of an unsettled file (read at offset 0): a compressed file, a new
@@ -520,14 +479,14 @@ impl FileTail {
     }
 
     /// Opens the idle-closed file again if it may have changed: found at its path, by identity,
-    /// once a descriptor is free. Returns whether it is open; `Err` when cancelled meanwhile.
+    /// once a descriptor is free. Returns whether it is open.
     async fn reopen(
         &mut self,
         ctx: &TailTaskCtx,
         path: &Path,
         read_offset: u64,
         notified: bool,
-    ) -> Result<bool, Stop> {
+    ) -> Turn<bool> {
         let ours = |m: &std::fs::Metadata| (m.dev(), m.ino()) == self.key;
         // Not at its path (renamed away while closed): the grace logic decides.
         match std::fs::metadata(path) {
@@ -536,7 +495,7 @@ impl FileTail {
         }
         let descriptor = tokio::select! {
             d = ctx.descriptors.take() => d,
-            _ = ctx.cancel.cancelled() => return Err(Stop::Cancelled),
+            _ = ctx.cancel.cancelled() => return Err(EndReason::Stopped),
         };
         let file = match std::fs::File::open(path) {
             Ok(f) if f.metadata().is_ok_and(|m| ours(&m)) => Arc::new(f),
@@ -580,18 +539,11 @@ impl FileTail {
         self.hand_over(ctx, LinesOut::default(), 0, position).await
     }
 
-    /// Sends the lines gathered so far (perhaps none: then only the position, with the path).
-    async fn send(
-        &mut self,
-        ctx: &TailTaskCtx,
-        out: &mut LinesOut,
-        splitter: &LineSplitter,
-        sent_offset: u64,
-        path: &Arc<str>,
-    ) -> Result<(), Stop> {
-        let lines = std::mem::take(out);
-        let offset = splitter.boundary();
-        let bytes = offset.saturating_sub(sent_offset);
+    /// Hands over the lines split so far (perhaps none: then only the position, with the path).
+    async fn send(&mut self, ctx: &TailTaskCtx, cur: &mut Cursor, path: &Arc<str>) -> Turn {
+        let lines = std::mem::take(&mut cur.out);
+        let offset = cur.splitter.boundary();
+        let bytes = offset.saturating_sub(cur.sent);
         crate::metrics::lines_read(
             &self.meta.source,
             lines.lines.len() + lines.empty_lines as usize,
@@ -600,6 +552,7 @@ impl FileTail {
         let position = self.position(path, offset, false);
         self.hand_over(ctx, lines, bytes, position).await?;
         self.recorded_path = Some(path.clone());
+        cur.sent = offset;
         Ok(())
     }
 

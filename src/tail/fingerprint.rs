@@ -2,6 +2,8 @@
 //! first bytes. The hash covers at most [`FINGERPRINT_MAX_BYTES`]; for a small file it covers what
 //! the file had, and grows with it, so a later check compares like with like.
 
+use std::os::unix::fs::FileExt;
+
 use crate::record::FileIdentity;
 
 /// Most leading bytes a fingerprint covers. Long enough to tell apart files that start with the
@@ -29,6 +31,28 @@ pub fn identity(dev: u64, inode: u64, head: &[u8], offset: u64) -> FileIdentity 
         fingerprint_len: len as u32,
         fingerprint: fnv1a(&head[..len]),
     }
+}
+
+/// Whether `file` still begins with `head`.
+pub fn starts_with(file: &std::fs::File, head: &[u8]) -> std::io::Result<bool> {
+    let mut now = vec![0u8; head.len()];
+    match file.read_exact_at(&mut now, 0) {
+        Ok(()) => Ok(now == head),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds to `head` (the file's first bytes) whatever part of `chunk`, read at `offset`, extends it.
+pub fn extend_head(head: &mut Vec<u8>, offset: u64, chunk: &[u8]) {
+    let have = head.len() as u64;
+    let end = offset + chunk.len() as u64;
+    if have >= FINGERPRINT_MAX_BYTES as u64 || offset > have || end <= have {
+        return;
+    }
+    let from = (have - offset) as usize;
+    let to = (FINGERPRINT_MAX_BYTES as u64).min(end) - offset;
+    head.extend_from_slice(&chunk[from..to as usize]);
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! - [`lines`]: splitting bytes into lines.
 //! - [`fingerprint`]: file identity.
 //! - [`file`]: one file's task (truncation, rotation, deletion).
+//! - [`known`]: the files met so far and their positions.
 //! - [`copies`]: telling a copy (`copytruncate`) from a new file.
 //! - [`descriptors`]: the file-descriptor budget.
 //! - [`discover`]: the globs, compiled once, and the files they match.
@@ -16,6 +17,7 @@ pub mod descriptors;
 pub mod discover;
 pub mod file;
 pub mod fingerprint;
+pub mod known;
 pub mod lines;
 pub mod watch;
 
@@ -30,11 +32,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{SourceConfig, StartAt};
-use crate::record::{FileId, FileIdentity, FileMeta, FilePosition, LineBatch};
-use copies::{Contents, Truncated};
+use crate::record::{FileId, FileIdentity, FileMeta, LineBatch};
+use copies::Contents;
 use descriptors::{Descriptor, Descriptors};
-use file::{EndReason, FileTail, SharedPath, TailEnd, TailTaskCtx};
+use file::FileTail;
 use fingerprint::{fnv1a, FINGERPRINT_MAX_BYTES};
+use known::{Known, KnownFiles, SharedPath};
 
 /// Most bytes of lines in one [`LineBatch`]. With `channel_capacity` batches in the bridge and
 /// `mailbox_capacity` in each mailbox, this is what bounds the memory of queued lines.
@@ -67,27 +70,53 @@ pub struct StoredPosition {
     pub offset: u64,
 }
 
-/// What the tailer knows of a file it has met (from the database or earlier in this run).
-struct Known {
-    meta: Arc<FileMeta>,
-    offset: u64,
-    fingerprint_len: u32,
-    fingerprint: u64,
-    /// The path its `files` row has (`None`: no row yet).
-    path: Option<Arc<str>>,
+/// Why a tail task ended, and where: the tailer keeps the position for when the same file
+/// (same identity) is met again in this run.
+#[derive(Debug)]
+pub struct TailEnd {
+    pub key: (u64, u64),
+    /// Where the file was last found.
+    pub path: PathBuf,
+    /// Offset just past the last line that was handed to the bridge.
+    pub sent_offset: u64,
+    pub head: Vec<u8>,
+    pub meta: Arc<FileMeta>,
+    /// The path the `files` table has for the file, if it has a row.
+    pub recorded_path: Option<Arc<str>>,
+    /// Still not told apart from a copy: nothing was read from it.
+    pub unsettled: bool,
+    pub reason: EndReason,
 }
 
-impl Known {
-    /// Its content, once truncated away from its file: a copy may continue it.
-    fn truncated(&self) -> Truncated {
-        Truncated {
-            meta: self.meta.clone(),
-            offset: self.offset,
-            fingerprint_len: self.fingerprint_len,
-            fingerprint: self.fingerprint,
-            head: None,
-        }
-    }
+#[derive(Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// `--once`: the file was read to its end.
+    ReachedEnd,
+    /// The file was renamed away and then stayed idle.
+    Gone,
+    /// The file was deleted, read to its end, and its position is being forgotten.
+    Deleted,
+    /// Shutdown or restart, or the bridge closed.
+    Stopped,
+    /// Reading failed (the message is logged).
+    Failed,
+    /// A new file turned out to be compressed (a rotated file being compressed).
+    Compressed,
+}
+
+/// What a tail task needs besides its file.
+pub struct TailTaskCtx {
+    pub tx: mpsc::Sender<LineBatch>,
+    pub cancel: CancellationToken,
+    pub wake: Arc<Notify>,
+    /// Set while file-system notifications cover the file's folder: the fallback poll then
+    /// runs [`super::WATCHED_SCAN_FACTOR`] times slower.
+    pub watched: Arc<std::sync::atomic::AtomicBool>,
+    pub settings: Arc<TailSettings>,
+    /// What the other tasks read: tells a copy from a new file (`copytruncate`).
+    pub contents: Arc<Contents>,
+    /// The descriptor budget: an idle file closes its own when another file waits for one.
+    pub descriptors: Arc<Descriptors>,
 }
 
 /// A descriptor for a file that waited for one: (source index, path, first scan, descriptor).
@@ -108,13 +137,11 @@ pub struct Tailer {
     tx: mpsc::Sender<LineBatch>,
     cancel: CancellationToken,
     /// Files by (device, inode).
-    known: HashMap<(u64, u64), Known>,
+    known: KnownFiles,
     /// Files with a running task.
     tailing: HashMap<(u64, u64), Tailing>,
     /// What the tasks read, to tell copies from new files.
     contents: Arc<Contents>,
-    /// Further committed positions on an inode that `known` has one for (see `Tailer::new`).
-    shadowed: HashMap<(u64, u64), Vec<Known>>,
     descriptors: Arc<Descriptors>,
     /// Files that wait for a descriptor (each has a task waiting for one, which hands it over
     /// through `granted`).
@@ -136,31 +163,8 @@ impl Tailer {
         tx: mpsc::Sender<LineBatch>,
         cancel: CancellationToken,
     ) -> Self {
-        let mut known = HashMap::new();
         let contents = Arc::new(Contents::default());
-        let mut shadowed: HashMap<(u64, u64), Vec<Known>> = HashMap::new();
-        for p in positions {
-            let source: Arc<str> = p.source.as_str().into();
-            let k = Known {
-                meta: Arc::new(FileMeta {
-                    id: p.file_id,
-                    source,
-                }),
-                offset: p.offset,
-                fingerprint_len: p.identity.fingerprint_len,
-                fingerprint: p.identity.fingerprint,
-                path: Some(p.path.as_str().into()),
-            };
-            let key = (p.identity.dev, p.identity.inode);
-            if p.identity.is_detached() {
-                // Content truncated away from its file: its copy may still be met.
-                contents.truncated(k.truncated());
-            } else if let Some(other) = known.insert(key, k) {
-                // Two rows on one inode (content truncated while logbelt was stopped, or by a
-                // version that kept the old row on the inode): the file's first bytes decide.
-                shadowed.entry(key).or_default().push(other);
-            }
-        }
+        let known = KnownFiles::new(positions, &contents);
         let globs = Arc::new(discover::Globs::new(&sources));
         let watch = watch::Watch::new(globs.patterns());
         // Bounded: a waiting file's task waits here (yielding) while the tailer is busy.
@@ -174,7 +178,6 @@ impl Tailer {
             known,
             tailing: HashMap::new(),
             contents,
-            shadowed,
             descriptors: Arc::new(Descriptors::for_this_process()),
             waiting: HashSet::new(),
             granted_tx,
@@ -240,7 +243,7 @@ impl Tailer {
         match end.reason {
             // Its inode may be reused by a new file: nothing of it is worth remembering.
             EndReason::Deleted => {
-                self.known.remove(&end.key);
+                self.known.forget(&end.key);
                 return;
             }
             EndReason::Compressed => {
@@ -309,7 +312,7 @@ impl Tailer {
         // was stopped is then remembered before a copy of it is judged.
         let (known, new): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, _, m)| {
             m.as_ref()
-                .is_ok_and(|m| self.known.contains_key(&(m.dev(), m.ino())))
+                .is_ok_and(|m| self.known.contains(&(m.dev(), m.ino())))
         });
         for (source_idx, path, meta) in known.into_iter().chain(new) {
             if !self.waiting.contains(&path) {
@@ -381,17 +384,18 @@ impl Tailer {
             );
             return;
         }
-        self.settle_shadowed(key, &head, meta.len()).await;
+        let (known, truncated) = self.known.take(key, &head, meta.len());
+        for k in truncated {
+            self.detach(k).await;
+        }
         let source_name = self.sources[source_idx].name.clone();
         let from_end = first && self.sources[source_idx].start_at == StartAt::End;
-        let holds = |k: &Known| {
-            let n = k.fingerprint_len as usize;
-            head.len() >= n && fnv1a(&head[..n]) == k.fingerprint
-        };
         // `unsettled`: a new file, told apart from a copy by its first bytes (see `copies`).
-        let (file_meta, offset, unsettled, recorded_path) = match self.known.remove(&key) {
-            Some(k) if holds(&k) && k.offset <= meta.len() => (k.meta, k.offset, false, k.path),
-            Some(k) if holds(&k) => {
+        let (file_meta, offset, unsettled, recorded_path) = match known {
+            Some(k) if k.held_by(&head) && k.offset <= meta.len() => {
+                (k.meta, k.offset, false, k.path)
+            }
+            Some(k) if k.held_by(&head) => {
                 tracing::info!(path = %Shown(&path.to_string_lossy()), position = k.offset, size = meta.len(), "File is shorter than its committed position (truncated); reading it from the start as a new file.");
                 let source = k.meta.source.clone();
                 self.detach(k).await;
@@ -453,57 +457,12 @@ impl Tailer {
         self.tasks.spawn(tail.run(ctx));
     }
 
-    /// Picks, among several committed positions on the inode `key` (see `Tailer::new`), the one
-    /// whose content the file (first bytes `head`, `len` bytes) still holds, preferring the
-    /// longest fingerprint; the others are content truncated away.
-    async fn settle_shadowed(&mut self, key: (u64, u64), head: &[u8], len: u64) {
-        let Some(mut all) = self.shadowed.remove(&key) else {
-            return;
-        };
-        all.extend(self.known.remove(&key));
-        let holds = |k: &Known| {
-            let n = k.fingerprint_len as usize;
-            head.len() >= n && fnv1a(&head[..n]) == k.fingerprint && k.offset <= len
-        };
-        let best = all
-            .iter()
-            .enumerate()
-            .filter(|(_, k)| holds(k))
-            .max_by_key(|(_, k)| (k.fingerprint_len, k.offset))
-            .map(|(i, _)| i);
-        if let Some(i) = best {
-            self.known.insert(key, all.swap_remove(i));
-        }
-        for k in all {
-            self.detach(k).await;
-        }
-    }
-
     /// Content truncated away from its file: remembered for a copy that may continue it, and
     /// its row made to name no inode (an empty batch behind the file's last).
     async fn detach(&mut self, k: Known) {
         self.contents.truncated(k.truncated());
-        let Some(recorded) = k.path.clone() else {
+        let Some(batch) = k.detach_batch() else {
             return;
-        };
-        let fp = FileIdentity {
-            dev: 0,
-            inode: 0,
-            fingerprint_len: k.fingerprint_len,
-            fingerprint: k.fingerprint,
-        };
-        let batch = LineBatch {
-            buf: Vec::new(),
-            lines: Vec::new(),
-            empty_lines: 0,
-            bytes: 0,
-            position: FilePosition {
-                file: k.meta,
-                path: recorded,
-                identity: fp,
-                offset: k.offset,
-                forget: false,
-            },
         };
         tokio::select! {
             // A closed bridge means the pipeline is stopping: the row stays as it was, and the
