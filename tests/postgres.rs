@@ -373,6 +373,25 @@ fn server_restart_during_ingestion_loses_and_doubles_nothing() {
     server.ctl_stop("fast");
     // logbelt notices: its commit fails and it starts retrying (a log line, not a sleep).
     d.wait_for_log("Database unavailable");
+    // Issue 11 §8: while the server is down, each retry logs the real cause (it used to say
+    // "database still unreachable" after the first one).
+    d.wait_for_log_n("Database unavailable", 3);
+    let stderr = d.stderr();
+    let retries: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("Database unavailable"))
+        .collect();
+    assert!(
+        retries[1..]
+            .iter()
+            .all(|l| l.contains("cannot connect to PostgreSQL")),
+        "retries name the cause:\n{}",
+        retries.join("\n")
+    );
+    assert!(
+        !stderr.contains("database still unreachable"),
+        "the cause is hidden:\n{stderr}"
+    );
     d.assert_running();
     server.ctl_start();
     wait_until("every row after the restart", DEADLINE, || {
