@@ -367,6 +367,18 @@ pub struct DatabaseConfig {
     pub retry_max_backoff: Duration,
 }
 
+/// Most characters of a message that quotes what the user wrote: a value of megabytes (a
+/// runaway `${VAR}`, say) must not become an error line of megabytes.
+pub const ECHO_MAX_CHARS: usize = 500;
+
+/// `message` cut to [`ECHO_MAX_CHARS`] characters, saying how long it was.
+pub fn cap_echo(message: &str) -> String {
+    match message.char_indices().nth(ECHO_MAX_CHARS) {
+        None => message.to_owned(),
+        Some((cut, _)) => format!("{}… (cut: {} bytes in all)", &message[..cut], message.len()),
+    }
+}
+
 /// Which database, from `database.url`.
 ///
 /// `Display` and `Debug` redact the password (`postgres://user:***@host/db`); read the
@@ -812,7 +824,7 @@ impl Cx<'_> {
                 column,
             },
             key: key.map(str::to_owned),
-            message: redact(message).replace(['\r', '\n'], " "),
+            message: cap_echo(&redact(message).replace(['\r', '\n'], " ")),
         }
     }
 
@@ -999,9 +1011,19 @@ impl Cx<'_> {
             let path = self.base_dir.join(rest).components().collect();
             return Ok(DatabaseUrl::Sqlite { path });
         }
-        if strip_prefix_ignore_case(url, "postgres://").is_some()
-            || strip_prefix_ignore_case(url, "postgresql://").is_some()
+        if let Some(rest) = strip_prefix_ignore_case(url, "postgres://")
+            .or_else(|| strip_prefix_ignore_case(url, "postgresql://"))
         {
+            // libpq ends the user and password at the first '@', so in `u:sec@ret@host` the host
+            // is `ret@host`, and its error messages would show that piece of the password.
+            let authority = rest.split(['/', '?']).next().unwrap_or("");
+            if authority.matches('@').count() > 1 {
+                return Err(
+                    "more than one '@' before the host: write an '@' in the user name \
+                     or password as %40"
+                        .to_owned(),
+                );
+            }
             return Ok(DatabaseUrl::Postgres {
                 url: url.to_owned(),
             });

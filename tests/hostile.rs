@@ -1031,3 +1031,81 @@ fn sqlite_database_deleted_or_replaced_under_the_daemon_stops_it() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Database URLs that are too long or split the password
+// ---------------------------------------------------------------------------------------------
+
+/// Writes a config whose `database.url` is `url` into a new folder; returns the folder.
+fn config_with_url(url: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    std::fs::write(
+        dir.path().join("logbelt.toml"),
+        format!(
+            "[database]\nurl = {}\n\n[[sources]]\nname = \"app\"\ninclude = [\"logs/*.jsonl\"]\n",
+            toml_str(url)
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// `logbelt ARGS --config <dir>/logbelt.toml`: exit code and stderr.
+fn run_in(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let config = dir.join("logbelt.toml");
+    let mut all: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    all.push("--config".as_ref());
+    all.push(config.as_os_str());
+    let mut d = Daemon::spawn_in(dir, &all);
+    let status = d.wait_exit(DEADLINE);
+    (status.code(), d.stderr())
+}
+
+/// Issue 11 §8: a 10 MB `url` was echoed whole in the error (20 MB of stderr for `validate`).
+/// Errors quote at most a bounded part of it, and say how long it was.
+#[test]
+fn a_huge_database_url_is_not_echoed_whole() {
+    let huge = 10 * 1024 * 1024;
+    // (url, exit code of validate, of run --once): unreachable PostgreSQL, not a URL at all.
+    for (url, codes) in [
+        (format!("postgres://u:p@{}:1/x", "h".repeat(huge)), [2, 1]),
+        ("x".repeat(huge), [2, 2]),
+    ] {
+        let dir = config_with_url(&url);
+        for (args, code) in [&["validate"][..], &["run", "--once"]]
+            .into_iter()
+            .zip(codes)
+        {
+            let (got, stderr) = run_in(dir.path(), args);
+            let start = &stderr[..stderr.len().min(300)];
+            assert_eq!(got, Some(code), "{args:?} {}…: {start}", &url[..10]);
+            assert!(
+                stderr.len() < 4096 && stderr.contains("bytes"),
+                "{args:?} {}…: {} bytes of stderr: {start}",
+                &url[..10],
+                stderr.len()
+            );
+        }
+    }
+}
+
+/// Issue 11 §8: in `u:zq9@xk7@host` libpq ends the password at the first '@', takes `xk7@host`
+/// for the host, and its error showed that piece of the password. Such a URL is refused with
+/// the fix (`%40`), and nothing of the password is printed.
+#[test]
+fn a_password_with_a_raw_at_sign_is_refused_without_leaking_it() {
+    let dir = config_with_url("postgres://u:zq9@xk7@127.0.0.1:1/x");
+    for args in [&["validate"][..], &["run", "--once"]] {
+        let (code, stderr) = run_in(dir.path(), args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("%40"),
+            "{args:?}: the fix is named: {stderr}"
+        );
+        assert!(
+            !stderr.contains("zq9") && !stderr.contains("xk7"),
+            "{args:?}: the password leaked: {stderr}"
+        );
+    }
+}

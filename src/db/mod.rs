@@ -83,8 +83,14 @@ impl DbError {
     }
 }
 
-/// Database messages (libpq's especially) carry newlines; an error is reported on one line.
+/// Database messages (libpq's especially) carry newlines; an error is reported on one line, and
+/// at a bounded length (a message may quote a host name or URL of any size).
 fn one_line(message: String) -> String {
+    let message = if message.len() > crate::config::ECHO_MAX_CHARS {
+        crate::config::cap_echo(&message)
+    } else {
+        message
+    };
     if message.contains('\n') {
         let lines: Vec<&str> = message
             .lines()

@@ -104,9 +104,22 @@ struct FileRow<'a> {
     updated_at: DateTime<Utc>,
 }
 
+/// A URL (already redacted: a cut must not fall inside a password) in an error message: whole
+/// up to 200 characters (a URL of megabytes is cut; libpq's own reason after it must still
+/// show).
+fn shown_url(url: &str) -> std::borrow::Cow<'_, str> {
+    match url.char_indices().nth(200) {
+        None => url.into(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &url[..cut], url.len()).into(),
+    }
+}
+
 fn connect(url: &str) -> Result<PgConnection, DbError> {
     PgConnection::establish(url).map_err(|e| {
-        DbError::transient(redact(&format!("cannot connect to PostgreSQL {url}: {e}")))
+        DbError::transient(redact(&format!(
+            "cannot connect to PostgreSQL {}: {e}",
+            shown_url(&redact(url))
+        )))
     })
 }
 
@@ -358,7 +371,10 @@ fn migrate_locked(conn: &mut PgConnection) -> Result<(), DbError> {
 /// Checks that the server answers (`logbelt validate`).
 pub fn check_reachable(url: &str) -> Result<(), DbError> {
     let mut conn = PgConnection::establish(url).map_err(|e| {
-        DbError::permanent(redact(&format!("cannot connect to PostgreSQL {url}: {e}")))
+        DbError::permanent(redact(&format!(
+            "cannot connect to PostgreSQL {}: {e}",
+            shown_url(&redact(url))
+        )))
     })?;
     diesel::sql_query("SELECT 1")
         .execute(&mut conn)
