@@ -385,6 +385,10 @@ fn error_lines(stderr: &str) -> Vec<&str> {
 /// log_events"), moving the positions past them. Now: exit 1, one error line naming the missing
 /// grant and the GRANT statement, nothing stored, no position.
 #[test]
+#[cfg_attr(
+    not(logbelt_postgres_tests),
+    ignore = "PostgreSQL: set LOGBELT_TEST_POSTGRES_URL to run"
+)]
 fn postgres_role_without_insert_on_log_events_stops_and_names_the_grant() {
     let Some((env, role)) = migrated_with_role() else {
         return;
@@ -428,6 +432,10 @@ fn postgres_role_without_insert_on_log_events_stops_and_names_the_grant() {
 /// may become a dead letter and no position may move: logbelt stops (exit 1) naming the grant,
 /// and once it is given back, the next run stores every line once.
 #[test]
+#[cfg_attr(
+    not(logbelt_postgres_tests),
+    ignore = "PostgreSQL: set LOGBELT_TEST_POSTGRES_URL to run"
+)]
 fn postgres_grant_revoked_while_running_stops_without_dead_letters() {
     let Some((env, role)) = migrated_with_role() else {
         return;
@@ -472,6 +480,10 @@ fn postgres_grant_revoked_while_running_stops_without_dead_letters() {
 /// and `status` and `query` work with it. Migrations used to `CREATE TABLE IF NOT EXISTS`
 /// their bookkeeping table at every start, which needs CREATE.
 #[test]
+#[cfg_attr(
+    not(logbelt_postgres_tests),
+    ignore = "PostgreSQL: set LOGBELT_TEST_POSTGRES_URL to run"
+)]
 fn postgres_least_privilege_role_runs_on_a_current_schema() {
     let Some((env, role)) = migrated_with_role() else {
         return;
@@ -749,6 +761,10 @@ fn health_is_503_with_the_reason_while_commits_fail_longer_than_unhealthy_after(
 /// LIMIT, taken by another session) made `run` exit 1 at once. Now it is retried like an outage,
 /// the log shows the real cause, and once a slot is free the run goes on.
 #[test]
+#[cfg_attr(
+    not(logbelt_postgres_tests),
+    ignore = "PostgreSQL: set LOGBELT_TEST_POSTGRES_URL to run"
+)]
 fn postgres_too_many_connections_at_start_is_retried_with_the_cause_logged() {
     let Some((env, role)) = migrated_with_role() else {
         return;

@@ -61,6 +61,10 @@ fn size(path: &Path) -> i64 {
 /// Two logbelt processes with different `[agent] host` tail the same files into one database at
 /// the same time: each stores every line once under its host, and their positions never mix.
 #[test]
+#[cfg_attr(
+    not(logbelt_postgres_tests),
+    ignore = "PostgreSQL: set LOGBELT_TEST_POSTGRES_URL to run"
+)]
 fn two_hosts_into_one_database_keep_their_own_rows_and_positions() {
     let Some(env) = TestEnv::new(Backend::Postgres) else {
         return;
@@ -331,6 +335,10 @@ fn server_bindir() -> Option<PathBuf> {
 /// The server stops in the middle of ingestion and comes back: logbelt holds what it read,
 /// retries, reconnects, and every line is stored exactly once.
 #[test]
+#[cfg_attr(
+    not(logbelt_postgres_tests),
+    ignore = "PostgreSQL: set LOGBELT_TEST_POSTGRES_URL to run"
+)]
 fn server_restart_during_ingestion_loses_and_doubles_nothing() {
     let Some(server) = PrivateServer::start() else {
         return;

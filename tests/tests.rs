@@ -28,8 +28,8 @@
 //!   rotation (skipped without logrotate, or failing when `LOGBELT_REQUIRE_LOGROTATE=1`).
 //!
 //! PostgreSQL tests run when `LOGBELT_TEST_POSTGRES_URL` is set (an admin URL: each test
-//! creates and drops its own database); otherwise they are skipped, or fail when
-//! `LOGBELT_REQUIRE_POSTGRES=1`.
+//! creates and drops its own database); otherwise they are compiled as ignored (`build.rs`), or
+//! run and fail when `LOGBELT_REQUIRE_POSTGRES=1`.
 
 #[macro_use]
 mod util;

@@ -54,7 +54,8 @@ pub enum Backend {
 }
 
 /// `both_backends!(name)` turns `fn name(b: Backend)` into two tests, `name::sqlite` and
-/// `name::postgres`. Attributes before the name (e.g. `#[ignore = "…"]`) go on both.
+/// `name::postgres`. Attributes before the name go on both. The PostgreSQL one is marked ignored
+/// unless the build saw `LOGBELT_TEST_POSTGRES_URL` (see `build.rs`).
 #[macro_export]
 macro_rules! both_backends {
     ($(#[$attr:meta])* $name:ident) => {
@@ -66,6 +67,10 @@ macro_rules! both_backends {
             }
 
             #[test]
+            #[cfg_attr(
+                not(logbelt_postgres_tests),
+                ignore = "PostgreSQL: set LOGBELT_TEST_POSTGRES_URL to run"
+            )]
             $(#[$attr])*
             fn postgres() {
                 super::$name($crate::util::Backend::Postgres)
