@@ -40,6 +40,12 @@ const COMMIT_SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Connections the endpoint serves at a time.
+const MAX_CONNECTIONS: usize = 16;
+
+/// How long the endpoint waits after a failed `accept` (out of descriptors) before trying again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
 /// How often histogram upkeep runs and queue depths are sampled.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -116,12 +122,33 @@ async fn accept_loop(
             upkeep.run_upkeep();
         }
     });
+    // At most this many connections at a time: each holds a descriptor, and a flood of
+    // clients must not take the ones the pipeline needs. Others wait in the listen backlog.
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut failing = false;
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                failing = false;
+                stream
+            }
+            Err(e) => {
+                // Out of descriptors (EMFILE) or memory: the same error comes back at once, so
+                // retrying at once would spin a core. Wait a little, and say it once.
+                if !failing {
+                    tracing::warn!(error = %e, "Metrics endpoint cannot accept connections; retrying every 100 ms.");
+                    failing = true;
+                }
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
         };
         let handle = handle.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let mut request = [0u8; 1024];
             let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut request))
                 .await

@@ -884,6 +884,7 @@ fn bad_usage_exits_2() {
         (&["query", "--since", "2024-03-01"], "RFC 3339"),
         (&["query", "--limit", "0"], "--limit"),
         (&["query", "--limit=-3"], "--limit"),
+        (&["query", "--limit", "4294967295"], "at most 100000"),
         (
             &[
                 "query",

@@ -427,3 +427,69 @@ fn a_transaction_holds_at_most_batch_rows_rows(b: Backend) {
     d.assert_exit_ok();
     w.assert_stored(&env.db);
 }
+
+/// Issue 11 §4: a flood of idle connections to the endpoint took every descriptor; `accept` then
+/// failed at once (EMFILE), the loop retried at once, spun a core and starved the handlers that
+/// would have freed descriptors, so `/health` never answered again. Now the endpoint serves a
+/// bounded number of connections at a time: the pipeline keeps its descriptors and goes on, and
+/// the endpoint answers once the flood is gone.
+#[test]
+fn a_flood_of_connections_to_the_endpoint_takes_no_descriptor_from_the_pipeline() {
+    use std::os::unix::process::CommandExt;
+    let env = TestEnv::new(Backend::Sqlite).unwrap();
+    let addr = free_addr();
+    write_config_with(&env, &env.config(), &[listen(addr)]);
+    let stderr = env.path("logbelt-nofile.stderr");
+    let mut cmd = crate::util::logbelt_command(env.dir.path(), &stderr);
+    cmd.arg("run").arg("--config").arg(env.config_path());
+    // SAFETY: only setrlimit between fork and exec (async-signal-safe).
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 128,
+                rlim_max: 128,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut d = crate::util::Daemon::from_command(cmd, &stderr);
+    wait_endpoint(addr, &mut d);
+    let pid = d.pid();
+    let sockets = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|l| l.to_string_lossy().starts_with("socket:"))
+            .count()
+    };
+    let idle_sockets = sockets();
+    let mut w = Written::new();
+    w.append(&env.log("a.jsonl"), &json_lines("a", 0, 5));
+    env.db.wait_rows(w.total(), Some(&mut d));
+
+    // More idle connections than the descriptors the process has left.
+    let held: Vec<std::net::TcpStream> = (0..140)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()
+        })
+        .collect();
+    assert!(held.len() > 100, "only {} connections", held.len());
+    // The endpoint holds at most 16 of them (the rest wait in the kernel's backlog).
+    let during = sockets();
+    assert!(
+        during <= idle_sockets + 16,
+        "{during} sockets open during the flood, {idle_sockets} before it"
+    );
+    // Meanwhile the pipeline reads, opens and commits as usual.
+    w.append(&env.log("b.jsonl"), &json_lines("b", 0, 5));
+    env.db.wait_rows(w.total(), Some(&mut d));
+    drop(held);
+    wait_endpoint(addr, &mut d);
+    assert_eq!(health(addr), 200);
+    d.sigint();
+    d.assert_exit_ok();
+    w.assert_stored(&env.db);
+}

@@ -34,6 +34,10 @@ use crate::parse::format_timestamp_micros;
 /// `--limit` when not given.
 pub const DEFAULT_LIMIT: u32 = 100;
 
+/// Largest `--limit`: the matches are held in memory to print them oldest first (about 1 KiB
+/// each), so a limit is a memory bound too; for bulk export, query the tables directly.
+pub const MAX_LIMIT: u32 = 100_000;
+
 /// What to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryOptions {
@@ -165,6 +169,12 @@ fn filters(o: &QueryOptions) -> Result<Filters, InspectError> {
     }
     if o.limit == 0 {
         return Err(InspectError::usage("--limit: expected at least 1, found 0"));
+    }
+    if o.limit > MAX_LIMIT {
+        return Err(InspectError::usage(format!(
+            "--limit: expected at most {MAX_LIMIT}, found {} (for bulk export, query the tables with SQL)",
+            o.limit
+        )));
     }
     let levels: Vec<String> = o
         .levels
