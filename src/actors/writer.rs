@@ -448,3 +448,7 @@ fn find_refused_line(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;
