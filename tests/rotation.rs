@@ -6,6 +6,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 use crate::util::{append_lines, json_lines, logbelt_command, Backend, Daemon, TestDb, TestEnv};
 
@@ -130,12 +131,7 @@ fn copytruncate_while_running(env: &TestEnv) {
     // copytruncate: copy away (to a name the glob does not match), truncate in place, go on
     // writing; the new content is shorter than the old position.
     std::fs::copy(&a, env.log("a.jsonl.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&a)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&a);
     append_lines(&a, &json_lines("t", 0, 10));
 
     env.db.wait_rows(50, Some(&mut d));
@@ -196,19 +192,9 @@ fn truncation_while_stopped_reads_the_new_content_from_the_start(b: Backend) {
 
     // Truncated and rewritten while stopped, same inode: shorter than the committed position,
     // and longer than it (only the first bytes tell that it is new content).
-    OpenOptions::new()
-        .write(true)
-        .open(&short)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&short);
     append_lines(&short, &json_lines("s2", 0, 5));
-    OpenOptions::new()
-        .write(true)
-        .open(&long)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&long);
     append_lines(&long, &json_lines("l2", 0, 60));
 
     env.run_once();
@@ -226,12 +212,7 @@ fn truncated_while_stopped_with_the_same_start(env: &TestEnv) {
     let a = env.log("a.jsonl");
     append_lines(&a, &json_lines("a", 0, 100));
     env.run_once();
-    OpenOptions::new()
-        .write(true)
-        .open(&a)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&a);
     append_lines(&a, &json_lines("a", 0, 20));
     append_lines(&a, &json_lines("u", 0, 5));
     env.run_once();
@@ -327,6 +308,28 @@ fn start_with_debug_log(env: &TestEnv) -> Daemon {
     Daemon::from_command(cmd, &stderr)
 }
 
+/// A running logbelt that follows `logs/app.jsonl` through `include` (fallback poll at an hour)
+/// and has stored the `n` lines `tag` 0.. it was started with.
+fn following_app(env: &TestEnv, include: &str, tag: &str, n: usize) -> (Daemon, PathBuf) {
+    notified_only(env, include);
+    let app = env.log("app.jsonl");
+    append_lines(&app, &json_lines(tag, 0, n));
+    let mut d = env.start();
+    d.wait_started();
+    env.db.wait_rows(n as i64, Some(&mut d));
+    (d, app)
+}
+
+/// Truncates `path` in place (as `> path` or copytruncate's second step does).
+fn truncate(path: &Path) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 /// Renames `app.jsonl` to `app.jsonl.1` (after shifting `.1`… up by one), as logrotate's
 /// `create` does, and creates an empty `app.jsonl`.
 fn rotate_by_rename(env: &TestEnv, name: &str, keep: usize) {
@@ -346,12 +349,7 @@ both_backends!(after_rename_and_create_the_new_file_is_woken_at_once_rotation_af
 /// the poll at an hour, each rotation's new lines must still arrive.
 fn after_rename_and_create_the_new_file_is_woken_at_once_rotation_after_rotation(b: Backend) {
     let Some(env) = TestEnv::new(b) else { return };
-    notified_only(&env, "logs/app.jsonl*");
-    let app = env.log("app.jsonl");
-    append_lines(&app, &json_lines("r0", 0, 10));
-    let mut d = env.start();
-    d.wait_started();
-    env.db.wait_rows(10, Some(&mut d));
+    let (mut d, app) = following_app(&env, "logs/app.jsonl*", "r0", 10);
     let mut spec = vec![("r0", 0..10)];
     let tags = ["r1", "r2", "r3", "r4"];
     for (i, tag) in tags.iter().enumerate() {
@@ -422,12 +420,7 @@ both_backends!(a_renamed_file_s_position_follows_it_to_its_new_path);
 /// met, even when it has no new line to commit after the rename.
 fn a_renamed_file_s_position_follows_it_to_its_new_path(b: Backend) {
     let Some(env) = TestEnv::new(b) else { return };
-    notified_only(&env, "logs/app.jsonl*");
-    let app = env.log("app.jsonl");
-    append_lines(&app, &json_lines("a", 0, 10));
-    let mut d = env.start();
-    d.wait_started();
-    env.db.wait_rows(10, Some(&mut d));
+    let (mut d, app) = following_app(&env, "logs/app.jsonl*", "a", 10);
     rotate_by_rename(&env, "app.jsonl", 3);
     append_lines(&app, &json_lines("b", 0, 10));
     rotate_by_rename(&env, "app.jsonl", 3);
@@ -454,12 +447,7 @@ fn a_renamed_file_s_position_follows_it_to_its_new_path(b: Backend) {
 /// Copies `name` to `name.1` and truncates `name` in place, as logrotate's `copytruncate` does.
 fn copy_truncate(env: &TestEnv, name: &str) {
     std::fs::copy(env.log(name), env.log(&format!("{name}.1"))).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(env.log(name))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&env.log(name));
 }
 
 both_backends!(copytruncate_with_a_glob_matching_the_copy_stores_every_line_once);
@@ -469,12 +457,7 @@ both_backends!(copytruncate_with_a_glob_matching_the_copy_stores_every_line_once
 /// truncated, so that they are certainly unread: they exist only in the copy.
 fn copytruncate_with_a_glob_matching_the_copy_stores_every_line_once(b: Backend) {
     let Some(env) = TestEnv::new(b) else { return };
-    notified_only(&env, "logs/app.jsonl*");
-    let app = env.log("app.jsonl");
-    append_lines(&app, &json_lines("a", 0, 40));
-    let mut d = env.start();
-    d.wait_started();
-    env.db.wait_rows(40, Some(&mut d));
+    let (mut d, app) = following_app(&env, "logs/app.jsonl*", "a", 40);
 
     d.signal(libc::SIGSTOP);
     append_lines(&app, &json_lines("b", 0, 25));
@@ -539,12 +522,7 @@ fn files_that_share_a_header_are_each_read_whole(b: Backend) {
     env.db.wait_rows(62, Some(&mut d));
 
     // The first one truncated (no copy), then a third file with the same header.
-    OpenOptions::new()
-        .write(true)
-        .open(&x)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&x);
     append_lines(&x, &json_lines("x2", 0, 3));
     env.db.wait_rows(65, Some(&mut d));
     append_lines(&z, std::slice::from_ref(&header));
@@ -564,12 +542,7 @@ both_backends!(a_plain_copy_of_a_file_being_read_is_not_stored_twice);
 /// original's, stored once (from the original).
 fn a_plain_copy_of_a_file_being_read_is_not_stored_twice(b: Backend) {
     let Some(env) = TestEnv::new(b) else { return };
-    notified_only(&env, "logs/app.jsonl*");
-    let app = env.log("app.jsonl");
-    append_lines(&app, &json_lines("a", 0, 50));
-    let mut d = env.start();
-    d.wait_started();
-    env.db.wait_rows(50, Some(&mut d));
+    let (mut d, app) = following_app(&env, "logs/app.jsonl*", "a", 50);
     std::fs::copy(&app, env.log("app.jsonl.bak")).unwrap();
     append_lines(&app, &json_lines("a", 50, 10));
     env.db.wait_rows(60, Some(&mut d));
@@ -583,12 +556,7 @@ both_backends!(a_rotated_file_compressed_after_the_scan_is_skipped_not_read);
 /// it before its first bytes, which must still be recognised.
 fn a_rotated_file_compressed_after_the_scan_is_skipped_not_read(b: Backend) {
     let Some(env) = TestEnv::new(b) else { return };
-    notified_only(&env, "logs/app.jsonl*");
-    let app = env.log("app.jsonl");
-    append_lines(&app, &json_lines("a", 0, 10));
-    let mut d = env.start();
-    d.wait_started();
-    env.db.wait_rows(10, Some(&mut d));
+    let (mut d, app) = following_app(&env, "logs/app.jsonl*", "a", 10);
     let gz = env.log("app.jsonl.2.gz");
     std::fs::File::create(&gz).unwrap();
     // The scan meets the empty file (and starts following it) before it has any bytes.
@@ -654,12 +622,7 @@ fn a_copy_that_ends_before_the_position_is_not_read_again_after_a_restart(b: Bac
     let bytes = std::fs::read(&app).unwrap();
     let copied_len = offsets[29] as usize + json_lines("a", 29, 1)[0].len() + 1;
     std::fs::write(env.log("app.jsonl.1"), &bytes[..copied_len]).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&app)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&app);
     append_lines(&app, &json_lines("c", 0, 5));
     env.db.wait_rows(45, Some(&mut d));
     d.wait_for_log("following it from its end");
