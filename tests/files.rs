@@ -730,28 +730,6 @@ fn a_missing_env_var_is_a_config_error_exit_2() {
 // File descriptors
 // ---------------------------------------------------------------------------------------------
 
-/// `logbelt ARGS` with `ulimit -n` set to `limit` (soft and hard).
-fn with_fd_limit(env: &TestEnv, limit: u64, args: &[&str]) -> Daemon {
-    use std::os::unix::process::CommandExt;
-    let stderr = env.path(&format!("logbelt-nofile-{}.stderr", args.len()));
-    let mut cmd = crate::util::logbelt_command(env.dir.path(), &stderr);
-    cmd.args(args).arg(env.config_path());
-    // SAFETY: only setrlimit between fork and exec (async-signal-safe).
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Daemon::from_command(cmd, &stderr)
-}
-
 #[test]
 fn more_files_than_descriptors_are_all_read_by_run_once() {
     let env = TestEnv::new(Backend::Sqlite).unwrap();
@@ -763,7 +741,7 @@ fn more_files_than_descriptors_are_all_read_by_run_once() {
             &json_lines(&format!("f{i}"), 0, 3),
         );
     }
-    let mut d = with_fd_limit(&env, 128, &["run", "--once", "--config"]);
+    let mut d = crate::util::spawn_with_fd_limit(&env, 128, &["run", "--once", "--config"]);
     let status = d.wait_exit(DEADLINE);
     assert_eq!(status.code(), Some(0), "{}", d.stderr());
     w.assert_stored(&env.db);
@@ -780,7 +758,7 @@ fn more_files_than_descriptors_are_all_followed_while_running() {
     for (i, p) in paths.iter().enumerate() {
         w.append(p, &json_lines(&format!("f{i}"), 0, 2));
     }
-    let mut d = with_fd_limit(&env, 128, &["run", "--config"]);
+    let mut d = crate::util::spawn_with_fd_limit(&env, 128, &["run", "--config"]);
     d.wait_started();
     env.db.wait_rows(600, Some(&mut d));
     // 300 files stay followed, more than the budget under a limit of 128: some waited.

@@ -435,27 +435,11 @@ fn a_transaction_holds_at_most_batch_rows_rows(b: Backend) {
 /// the endpoint answers once the flood is gone.
 #[test]
 fn a_flood_of_connections_to_the_endpoint_takes_no_descriptor_from_the_pipeline() {
-    use std::os::unix::process::CommandExt;
     let env = TestEnv::new(Backend::Sqlite).unwrap();
     let addr = free_addr();
     write_config_with(&env, &env.config(), &[listen(addr)]);
-    let stderr = env.path("logbelt-nofile.stderr");
-    let mut cmd = crate::util::logbelt_command(env.dir.path(), &stderr);
-    cmd.arg("run").arg("--config").arg(env.config_path());
-    // SAFETY: only setrlimit between fork and exec (async-signal-safe).
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 128,
-                rlim_max: 128,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut d = crate::util::Daemon::from_command(cmd, &stderr);
+    let mut d = crate::util::spawn_with_fd_limit(&env, 128, &["run", "--config"]);
+    d.wait_started();
     wait_endpoint(addr, &mut d);
     let pid = d.pid();
     let sockets = || {

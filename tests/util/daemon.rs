@@ -210,3 +210,25 @@ pub fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+/// `logbelt ARGS` with `ulimit -n` set to `limit` (soft and hard).
+pub fn spawn_with_fd_limit(env: &TestEnv, limit: u64, args: &[&str]) -> Daemon {
+    use std::os::unix::process::CommandExt;
+    let stderr = env.path(&format!("logbelt-nofile-{}.stderr", args.len()));
+    let mut cmd = logbelt_command(env.dir.path(), &stderr);
+    cmd.args(args).arg(env.config_path());
+    // SAFETY: only setrlimit between fork and exec (async-signal-safe).
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Daemon::from_command(cmd, &stderr)
+}
