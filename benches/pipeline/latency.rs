@@ -95,9 +95,9 @@ fn measure(bench: &mut Bench, backend: Backend) -> Result<Result_, String> {
         1 + n as i64,
         Instant::now() + Duration::from_secs(30),
     )?;
-    let mut latencies = match (&mut db, &spec) {
-        (Db::Sqlite(c), _) => sqlite_latencies(c)?,
-        (Db::Pg(c), _) => diesel::sql_query(
+    let mut latencies = match &mut db {
+        Db::Sqlite(c) => sqlite_latencies(c)?,
+        Db::Pg(c) => diesel::sql_query(
             "SELECT (fields->>'written_at_us')::bigint AS w, \
              (extract(epoch FROM ingested_at) * 1000000)::bigint AS i \
              FROM log_events WHERE fields->>'written_at_us' IS NOT NULL",

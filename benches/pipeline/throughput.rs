@@ -25,7 +25,7 @@ use crate::{Bench, HOST, SOURCE};
 const COPY_CHUNK_ROWS: usize = 10_000;
 
 /// One row as logbelt would store it, extracted before the ceiling's timing starts.
-pub struct Row<'a> {
+struct Row<'a> {
     offset: i64,
     ts_micros: Option<i64>,
     ts_text: Option<String>,
