@@ -35,17 +35,20 @@ impl Watch {
         let (cb_wakers, cb_scan) = (wakers.clone(), scan.clone());
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
-            let Ok(wakers) = cb_wakers.lock() else { return };
             match event.kind {
                 EventKind::Modify(notify::event::ModifyKind::Data(_))
                 | EventKind::Modify(notify::event::ModifyKind::Any) => {
                     // The event names the path; the file now at that path is the one written.
                     // A stat is a microsecond, far below what the write itself cost.
-                    for path in &event.paths {
-                        let Ok(m) = std::fs::metadata(path) else {
-                            continue;
-                        };
-                        if let Some(n) = wakers.get(&(m.dev(), m.ino())) {
+                    let keys: Vec<(u64, u64)> = event
+                        .paths
+                        .iter()
+                        .filter_map(|p| std::fs::metadata(p).ok())
+                        .map(|m| (m.dev(), m.ino()))
+                        .collect();
+                    let Ok(wakers) = cb_wakers.lock() else { return };
+                    for key in keys {
+                        if let Some(n) = wakers.get(&key) {
                             super::wake(n);
                         }
                     }
@@ -55,6 +58,7 @@ impl Watch {
                 // task checks whether its file was rotated away (its path now elsewhere).
                 _ => {
                     super::wake(&cb_scan);
+                    let Ok(wakers) = cb_wakers.lock() else { return };
                     for n in wakers.values() {
                         super::wake(n);
                     }
