@@ -15,10 +15,12 @@
 //! - [`inspect`]: the read-only `status` and `query` commands.
 //! - [`logging`]: logbelt's own log, which a failing or blocked stderr cannot stop.
 //! - [`run`]: the entry points the binary calls.
+//! - [`exit`]: the exit codes of every command.
 
 pub mod actors;
 pub mod config;
 pub mod db;
+pub mod exit;
 pub mod inspect;
 pub mod logging;
 pub mod messages;

@@ -1,5 +1,5 @@
 //! The `logbelt` command: parses the command line, sets up logging, loads the config and hands
-//! over to the library. Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
+//! over to the library. Exit codes: [`logbelt::exit::Exit`].
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use logbelt::config::Config;
+use logbelt::exit::Exit;
 
 #[derive(Parser)]
 #[command(
@@ -94,28 +95,25 @@ enum Command {
     },
 }
 
-const EXIT_BAD_CONFIG: u8 = 2;
-const EXIT_RUNTIME: u8 = 1;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let code = command(cli.command);
+    let exit = command(cli.command);
     logbelt::logging::flush(logbelt::logging::EXIT_FLUSH);
-    code
+    exit.into()
 }
 
-fn command(command: Command) -> ExitCode {
+fn command(command: Command) -> Exit {
     match command {
         Command::Run { config, once } => {
             let config = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let code = logbelt::run::run(config, once);
+            let exit = logbelt::run::run(config, once);
             logbelt::logging::flush(logbelt::logging::EXIT_FLUSH);
             // Exit now: a commit still retrying against a dead database must not hold the process.
-            std::process::exit(code);
+            exit.now()
         }
         Command::Validate { config } => {
             let config = match load_config(&config) {
@@ -127,7 +125,7 @@ fn command(command: Command) -> ExitCode {
                     "logbelt: {}: database.url: {e}",
                     config.path.display()
                 ));
-                return ExitCode::from(EXIT_BAD_CONFIG);
+                return Exit::Usage;
             }
             let ok = format!(
                 "{}: OK ({} source(s), database {})\n",
@@ -140,10 +138,10 @@ fn command(command: Command) -> ExitCode {
                 .write_all(ok.as_bytes())
                 .and_then(|()| stdout.flush())
             {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(()) => Exit::Ok,
                 Err(e) => {
                     logbelt::logging::report(&format!("logbelt: cannot write to stdout: {e}"));
-                    ExitCode::from(EXIT_RUNTIME)
+                    Exit::Runtime
                 }
             }
         }
@@ -185,10 +183,10 @@ fn command(command: Command) -> ExitCode {
 }
 
 /// Loads the config, or prints its one-line error and gives the exit code for a bad config.
-fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
+fn load_config(path: &std::path::Path) -> Result<Config, Exit> {
     Config::load(path).map_err(|e| {
         logbelt::logging::report(&format!("logbelt: {e}"));
-        ExitCode::from(EXIT_BAD_CONFIG)
+        Exit::Usage
     })
 }
 

@@ -3,15 +3,16 @@
 use actix::prelude::*;
 
 use crate::config::Config;
-use crate::supervisor::{Faults, Supervisor, EXIT_FAILURE};
+use crate::exit::Exit;
+use crate::supervisor::{Faults, Supervisor};
 
 /// Runs the pipeline until a signal drains it (or, with `once`, until every file is read and
-/// committed). Returns the process exit code.
-pub fn run(config: Config, once: bool) -> i32 {
+/// committed). Returns how the process exits.
+pub fn run(config: Config, once: bool) -> Exit {
     if let Some(addr) = config.metrics.listen {
         if let Err(e) = crate::metrics::serve(addr, config.metrics.unhealthy_after) {
             tracing::error!(error = %e, "Cannot serve metrics.");
-            return EXIT_FAILURE;
+            return Exit::Runtime;
         }
     }
     if once {
@@ -24,13 +25,13 @@ pub fn run(config: Config, once: bool) -> i32 {
     });
     if let Err(e) = installed {
         tracing::error!(error = %e, "Cannot install the signal handler.");
-        return EXIT_FAILURE;
+        return Exit::Runtime;
     }
     match system.run_with_code() {
-        Ok(code) => code,
+        Ok(code) => Exit::from_code(code),
         Err(e) => {
             tracing::error!(error = %e, "The actor system failed.");
-            EXIT_FAILURE
+            Exit::Runtime
         }
     }
 }

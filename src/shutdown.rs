@@ -8,9 +8,6 @@ use actix::prelude::*;
 
 use crate::messages::Shutdown;
 
-/// Exit code after a second signal (128 + SIGINT, as shells report it).
-pub const EXIT_SECOND_SIGNAL: i32 = 130;
-
 /// Installs the handler for SIGINT, SIGTERM and SIGHUP.
 ///
 /// # Errors
@@ -27,7 +24,7 @@ pub fn install(supervisor: Recipient<Shutdown>) -> Result<(), ctrlc::Error> {
             // the process whatever state stderr is in.
             tracing::warn!("Second signal, exiting now; uncommitted lines will be read again at the next start.");
             crate::logging::flush(crate::logging::EXIT_FLUSH);
-            std::process::exit(EXIT_SECOND_SIGNAL);
+            crate::exit::Exit::SecondSignal.now();
         }
     })
 }

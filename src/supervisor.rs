@@ -23,12 +23,10 @@ use crate::actors::writer::{run_committer, CommitterShared, RetryPolicy, Writer}
 use crate::actors::{start_on, StageGuard, Window, WindowDepth};
 use crate::config::Config;
 use crate::db::{self, Store};
+use crate::exit::Exit;
 use crate::messages::{Drained, Shutdown, Stage, StageFailed};
 use crate::parse::ParseSettings;
 use crate::tail::{StoredPosition, TailSettings, Tailer, LINE_BATCH_MAX_BYTES};
-
-/// Exit code of a run that failed at run time (README, "Commands").
-pub const EXIT_FAILURE: i32 = 1;
 
 /// Test-only faults (feature `fault-injection`, env `LOGBELT_FAULTS`), applied to the first
 /// pipeline only.
@@ -123,7 +121,7 @@ impl Supervisor {
         // Spawned, not waited for: a signal must be heard while the database is being opened.
         ctx.spawn(opened.into_actor(self).map(move |opened, act, ctx| {
             if act.shutting_down && act.pipeline.is_none() {
-                act.exit(ctx, 0);
+                act.exit(ctx, Exit::Ok);
                 return;
             }
             match opened {
@@ -135,12 +133,12 @@ impl Supervisor {
                 Ok(Err(e)) if e.is_busy() => act.retry_busy(ctx, e),
                 Ok(Err(e)) if !act.built_once || e.is_fatal() => {
                     tracing::error!(error = %e, "Cannot start.");
-                    act.exit(ctx, EXIT_FAILURE);
+                    act.exit(ctx, Exit::Runtime);
                 }
                 Ok(Err(e)) => act.restart(ctx, "database", e.to_string()),
                 Err(e) => {
                     tracing::error!(error = %e, "Opening the database panicked.");
-                    act.exit(ctx, EXIT_FAILURE);
+                    act.exit(ctx, Exit::Runtime);
                 }
             }
         }));
@@ -163,7 +161,7 @@ impl Supervisor {
                 .into_actor(self)
                 .map(|_, act, ctx| {
                     if act.shutting_down {
-                        act.exit(ctx, 0);
+                        act.exit(ctx, Exit::Ok);
                     } else {
                         act.start_pipeline(ctx);
                     }
@@ -335,7 +333,7 @@ impl Supervisor {
         self.restarts.push_back(now);
         if self.restarts.len() as u64 > u64::from(s.max_restarts) {
             tracing::error!(stage, reason = %reason, max_restarts = s.max_restarts, window_ms = s.restart_window.as_millis() as u64, "Restart budget exhausted; exiting. Uncommitted lines will be read again at the next start.");
-            self.tear_down_and_exit(ctx, EXIT_FAILURE);
+            self.tear_down_and_exit(ctx, Exit::Runtime);
             return;
         }
         let n = self.restarts.len() as u32;
@@ -354,7 +352,7 @@ impl Supervisor {
             .into_actor(self)
             .map(|_, act, ctx| {
                 if act.shutting_down {
-                    act.exit(ctx, 0);
+                    act.exit(ctx, Exit::Ok);
                 } else {
                     act.start_pipeline(ctx);
                 }
@@ -363,7 +361,7 @@ impl Supervisor {
     }
 
     /// Exits with `code` once no commit of the running pipeline can still land.
-    fn tear_down_and_exit(&mut self, ctx: &mut Context<Self>, code: i32) {
+    fn tear_down_and_exit(&mut self, ctx: &mut Context<Self>, code: Exit) {
         let down = self.tear_down();
         ctx.wait(
             down.into_actor(self)
@@ -371,13 +369,13 @@ impl Supervisor {
         );
     }
 
-    fn exit(&mut self, ctx: &mut Context<Self>, code: i32) {
+    fn exit(&mut self, ctx: &mut Context<Self>, code: Exit) {
         if let Some(p) = &self.pipeline {
             p.commit_cancel.store(true, Ordering::Relaxed);
         }
-        tracing::info!(code, "Exiting.");
+        tracing::info!(code = code.code(), "Exiting.");
         ctx.stop();
-        System::current().stop_with_code(code);
+        System::current().stop_with_code(code.code());
     }
 }
 
@@ -471,7 +469,7 @@ impl Handler<Shutdown> for Supervisor {
         if self.pipeline.is_none() {
             // Starting or restarting: nothing reads, nothing is in flight to drain.
             tracing::info!("Shutting down while no pipeline runs; exiting.");
-            self.exit(ctx, 0);
+            self.exit(ctx, Exit::Ok);
             return;
         }
         let timeout = self.config.shutdown.drain_timeout;
@@ -484,7 +482,7 @@ impl Handler<Shutdown> for Supervisor {
             tracing::error!(
                 "Drain timed out; exiting. Uncommitted lines will be read again at the next start."
             );
-            act.exit(ctx, EXIT_FAILURE);
+            act.exit(ctx, Exit::Runtime);
         });
     }
 }
@@ -501,7 +499,7 @@ impl Handler<Drained> for Supervisor {
             if self.once {
                 summary(self.started.elapsed());
             }
-            self.tear_down_and_exit(ctx, 0);
+            self.tear_down_and_exit(ctx, Exit::Ok);
         } else {
             self.restart(ctx, "tailer", "reading ended unexpectedly".into());
         }
@@ -518,14 +516,14 @@ impl Handler<StageFailed> for Supervisor {
         crate::metrics::set_healthy(false);
         if msg.fatal {
             tracing::error!(stage = %msg.stage, reason = %msg.reason, "Cannot go on: a restart would not help; exiting. Nothing uncommitted is lost: it is read again at the next start.");
-            self.tear_down_and_exit(ctx, EXIT_FAILURE);
+            self.tear_down_and_exit(ctx, Exit::Runtime);
             return;
         }
         tracing::error!(stage = %msg.stage, reason = %msg.reason, "Stage failed.");
         crate::metrics::restarted(&msg.stage.to_string());
         if self.shutting_down {
             tracing::error!("Cannot finish the drain; exiting. Uncommitted lines will be read again at the next start.");
-            self.tear_down_and_exit(ctx, EXIT_FAILURE);
+            self.tear_down_and_exit(ctx, Exit::Runtime);
             return;
         }
         self.restart(ctx, &msg.stage.to_string(), msg.reason);

@@ -10,8 +10,8 @@
 //! - [`status`]: `logbelt status`.
 //! - [`query`]: `logbelt query`.
 //!
-//! Errors are one line for stderr with an exit code: [`EXIT_RUNTIME`] (1) for a database that
-//! cannot be read, [`EXIT_USAGE`] (2) for bad arguments. Texts that may hold a database URL pass
+//! Errors are one line for stderr with an exit code: [`Exit::Runtime`] (1) for a database that
+//! cannot be read, [`Exit::Usage`] (2) for bad arguments. Texts that may hold a database URL pass
 //! through [`redact`].
 
 pub mod query;
@@ -21,7 +21,6 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write};
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -31,18 +30,15 @@ use diesel::sql_types::{BigInt, Bool};
 use diesel::sqlite::SqliteConnection;
 
 use crate::config::{redact, DatabaseConfig, DatabaseUrl};
+use crate::exit::Exit;
 use crate::parse::{format_timestamp_micros, MAX_TS_MICROS, MIN_TS_MICROS};
-
-/// Exit code of a runtime failure (the database cannot be opened or read).
-pub const EXIT_RUNTIME: u8 = 1;
-/// Exit code of bad usage (arguments that make no sense).
-pub const EXIT_USAGE: u8 = 2;
 
 /// A failed `status` or `query`: one line for stderr, and the exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InspectError {
-    /// [`EXIT_RUNTIME`] or [`EXIT_USAGE`].
-    pub code: u8,
+    /// [`Exit::Runtime`] (the database cannot be opened or read) or [`Exit::Usage`] (arguments
+    /// that make no sense).
+    pub code: Exit,
     /// The line to print (already redacted).
     pub message: String,
 }
@@ -51,7 +47,7 @@ impl InspectError {
     /// A runtime failure (exit 1); `message` is redacted.
     pub fn runtime(message: impl AsRef<str>) -> Self {
         InspectError {
-            code: EXIT_RUNTIME,
+            code: Exit::Runtime,
             message: redact(message.as_ref()),
         }
     }
@@ -59,7 +55,7 @@ impl InspectError {
     /// Bad usage (exit 2); `message` is redacted.
     pub fn usage(message: impl AsRef<str>) -> Self {
         InspectError {
-            code: EXIT_USAGE,
+            code: Exit::Usage,
             message: redact(message.as_ref()),
         }
     }
@@ -75,12 +71,12 @@ impl std::error::Error for InspectError {}
 
 /// Prints the error (if any) as `logbelt: …` on stderr and returns the exit code: what the
 /// binary's `status` and `query` arms return.
-pub fn exit_code(result: Result<(), InspectError>) -> ExitCode {
+pub fn exit_code(result: Result<(), InspectError>) -> Exit {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Exit::Ok,
         Err(e) => {
             crate::logging::report(&format!("logbelt: {e}"));
-            ExitCode::from(e.code)
+            e.code
         }
     }
 }
