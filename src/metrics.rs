@@ -17,6 +17,8 @@ use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::record::DeadLetterReason;
+
 /// Whether every stage of the pipeline is running (what `/health` reports).
 static HEALTHY: AtomicBool = AtomicBool::new(false);
 /// Commits in progress (retries and waits included): when each started, and the last error it
@@ -241,7 +243,7 @@ fn describe() {
         counter!("logbelt_restarts_total", "stage" => stage).absolute(0);
     }
     // Likewise every dead-letter reason's.
-    for reason in DEAD_LETTER_KINDS {
+    for reason in DeadLetterReason::KINDS {
         counter!("logbelt_dead_letters_total", "reason" => reason).absolute(0);
     }
 }
@@ -334,10 +336,10 @@ pub fn file_to_read(from: u64, size: u64) {
 }
 
 /// A transaction committed.
-pub fn committed(records: u64, dead_letters: &[&str], bytes: u64, elapsed: Duration) {
+pub fn committed(records: u64, dead_letters: &[&DeadLetterReason], bytes: u64, elapsed: Duration) {
     counter!("logbelt_rows_written_total").increment(records);
     for reason in dead_letters {
-        counter!("logbelt_dead_letters_total", "reason" => dead_letter_kind(reason)).increment(1);
+        counter!("logbelt_dead_letters_total", "reason" => reason.kind()).increment(1);
     }
     counter!("logbelt_batches_committed_total").increment(1);
     histogram!("logbelt_commit_duration_seconds").record(elapsed.as_secs_f64());
@@ -405,31 +407,4 @@ pub fn files_tailed(n: usize) {
 /// Matched files waiting for a file descriptor (more files than the descriptor budget).
 pub fn files_waiting_for_descriptor(n: usize) {
     gauge!("logbelt_files_waiting_for_descriptor").set(n as f64);
-}
-
-/// Every label [`dead_letter_kind`] gives a dead letter that logbelt makes (`other` is only a
-/// fallback for a reason text none of these match).
-pub const DEAD_LETTER_KINDS: [&str; 5] = [
-    "invalid_utf8",
-    "invalid_json",
-    "not_an_object",
-    "too_long",
-    "refused_by_database",
-];
-
-/// The label of a dead letter's reason: its class, not its text (bounded cardinality).
-pub fn dead_letter_kind(reason: &str) -> &'static str {
-    if reason.starts_with("invalid UTF-8") {
-        "invalid_utf8"
-    } else if reason.starts_with("invalid JSON") {
-        "invalid_json"
-    } else if reason.starts_with("not a JSON object") {
-        "not_an_object"
-    } else if reason.starts_with("line of") {
-        "too_long"
-    } else if reason.starts_with("refused by the database") {
-        "refused_by_database"
-    } else {
-        "other"
-    }
 }

@@ -243,7 +243,8 @@ impl fmt::Display for JsonKind {
     }
 }
 
-/// Why a line is not a record. Its `Display` is the dead-letter reason stored in the database.
+/// Why a line is not a record. Its `Display` is the dead-letter reason stored in the database
+/// (through [`crate::record::DeadLetterReason`]).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ParseError {
     /// `at` is the byte offset of the first invalid byte (`Utf8Error::valid_up_to`).
@@ -256,10 +257,6 @@ pub enum ParseError {
     /// Valid JSON whose top-level value is not an object.
     #[error("not a JSON object (found {found})")]
     NotObject { found: JsonKind },
-    /// Not produced by [`parse_line`] (which has no length limit): for the reader, so that all
-    /// dead-letter reasons come from one enum.
-    #[error("line of {len} bytes over the limit of {limit} bytes")]
-    TooLong { len: u64, limit: u64 },
 }
 
 impl ParseError {
@@ -1308,14 +1305,6 @@ mod tests {
                 column: 3,
                 message: "trailing characters".into()
             }
-        );
-        let too_long = ParseError::TooLong {
-            len: 2_000_000,
-            limit: 1_048_576,
-        };
-        assert_eq!(
-            too_long.to_string(),
-            "line of 2000000 bytes over the limit of 1048576 bytes"
         );
     }
 

@@ -5,8 +5,11 @@
 //! of lines costs a handful of allocations, not one per line.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
+
+use crate::parse::ParseError;
 
 /// Key of a row in the `files` table. Chosen by the tailer (random, positive) when it meets a file
 /// it has no committed position for; the writer inserts the row with the batch's first commit.
@@ -154,8 +157,63 @@ pub struct DeadLetter {
     pub raw: Range<u32>,
     /// The full length of the line in bytes.
     pub line_bytes: u64,
-    /// Why: the dead letter's `error` column.
-    pub reason: String,
+    /// Why: its `Display` is the dead letter's `error` column, its `kind()` the metric label.
+    pub reason: DeadLetterReason,
+}
+
+/// Why a line is a dead letter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeadLetterReason {
+    /// Not a JSON object (not UTF-8, not JSON, or another JSON value): [`crate::parse::parse_line`]'s
+    /// error.
+    Unparsable(ParseError),
+    /// The line has `len` bytes, more than `max_line_bytes` (`limit`); only the first `limit`
+    /// bytes are kept.
+    TooLong { len: u64, limit: u64 },
+    /// The database refused the line itself (ARCHITECTURE.md §3), with the database's message.
+    RefusedByDatabase(String),
+}
+
+impl DeadLetterReason {
+    /// Every [`kind`](DeadLetterReason::kind), so that each metric label is shown from the start.
+    pub const KINDS: [&'static str; 5] = [
+        "invalid_utf8",
+        "invalid_json",
+        "not_an_object",
+        "too_long",
+        "refused_by_database",
+    ];
+
+    /// The reason's class, a stable label of bounded cardinality (the `reason` label of
+    /// `logbelt_dead_letters_total`): one of [`KINDS`](DeadLetterReason::KINDS).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DeadLetterReason::Unparsable(ParseError::InvalidUtf8 { .. }) => "invalid_utf8",
+            DeadLetterReason::Unparsable(ParseError::InvalidJson { .. }) => "invalid_json",
+            DeadLetterReason::Unparsable(ParseError::NotObject { .. }) => "not_an_object",
+            DeadLetterReason::TooLong { .. } => "too_long",
+            DeadLetterReason::RefusedByDatabase(_) => "refused_by_database",
+        }
+    }
+}
+
+/// The text stored in the dead letter's `error` column.
+impl fmt::Display for DeadLetterReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeadLetterReason::Unparsable(e) => e.fmt(f),
+            DeadLetterReason::TooLong { len, limit } => {
+                write!(f, "line of {len} bytes over the limit of {limit} bytes")
+            }
+            DeadLetterReason::RefusedByDatabase(why) => write!(f, "refused by the database: {why}"),
+        }
+    }
+}
+
+impl From<ParseError> for DeadLetterReason {
+    fn from(e: ParseError) -> Self {
+        DeadLetterReason::Unparsable(e)
+    }
 }
 
 /// The parser's output for one [`LineBatch`]: the same buffer, with every line classified.
@@ -187,5 +245,58 @@ impl RecordBatch {
     /// The text of a range of this batch's buffer (ranges of records are valid UTF-8).
     pub fn str(&self, r: &Range<u32>) -> &str {
         std::str::from_utf8(self.bytes(r)).unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::JsonKind;
+
+    #[test]
+    fn dead_letter_reasons_keep_their_texts_and_labels() {
+        let cases = [
+            (
+                DeadLetterReason::from(ParseError::InvalidUtf8 { at: 3 }),
+                "invalid UTF-8 at byte 3",
+                "invalid_utf8",
+            ),
+            (
+                ParseError::InvalidJson {
+                    column: 5,
+                    message: "expected value".into(),
+                }
+                .into(),
+                "invalid JSON at column 5: expected value",
+                "invalid_json",
+            ),
+            (
+                ParseError::NotObject {
+                    found: JsonKind::Array,
+                }
+                .into(),
+                "not a JSON object (found array)",
+                "not_an_object",
+            ),
+            (
+                DeadLetterReason::TooLong {
+                    len: 100_000,
+                    limit: 65_536,
+                },
+                "line of 100000 bytes over the limit of 65536 bytes",
+                "too_long",
+            ),
+            (
+                DeadLetterReason::RefusedByDatabase("invalid input syntax".into()),
+                "refused by the database: invalid input syntax",
+                "refused_by_database",
+            ),
+        ];
+        for (reason, text, kind) in &cases {
+            assert_eq!(reason.to_string(), *text);
+            assert_eq!(reason.kind(), *kind);
+        }
+        let kinds: Vec<_> = cases.iter().map(|(r, _, _)| r.kind()).collect();
+        assert_eq!(kinds, DeadLetterReason::KINDS);
     }
 }

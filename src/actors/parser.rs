@@ -8,8 +8,8 @@ use actix::prelude::*;
 
 use super::{StageGuard, Window};
 use crate::messages::{Flush, Lines, Records, StageGone};
-use crate::parse::{parse_line, ParseError, ParseSettings};
-use crate::record::{DeadLetter, LineBatch, Record, RecordBatch, Text};
+use crate::parse::{parse_line, ParseSettings};
+use crate::record::{DeadLetter, DeadLetterReason, LineBatch, Record, RecordBatch, Text};
 
 pub struct Parser {
     settings: Arc<ParseSettings>,
@@ -118,11 +118,10 @@ pub fn parse_batch(
                 offset: line.offset,
                 raw: line.range.clone(),
                 line_bytes: full,
-                reason: ParseError::TooLong {
+                reason: DeadLetterReason::TooLong {
                     len: full,
                     limit: max_line_bytes as u64,
-                }
-                .to_string(),
+                },
             });
             continue;
         }
@@ -142,7 +141,7 @@ pub fn parse_batch(
                 offset: line.offset,
                 raw: line.range.clone(),
                 line_bytes: bytes.len() as u64,
-                reason: e.to_string(),
+                reason: e.into(),
             }),
         }
     }

@@ -17,7 +17,7 @@ use super::StageGuard;
 use crate::db::{DbError, Store};
 use crate::messages::{Flush, Records, StageGone};
 use crate::metrics;
-use crate::record::{DeadLetter, Record, RecordBatch};
+use crate::record::{DeadLetter, DeadLetterReason, Record, RecordBatch};
 
 /// How the committer retries transient database errors.
 #[derive(Debug, Clone)]
@@ -262,9 +262,9 @@ pub async fn run_committer(
 /// Counts a committed transaction and the lag of its files.
 fn report_commit(batches: &[RecordBatch], elapsed: Duration) {
     let records: usize = batches.iter().map(|b| b.records.len()).sum();
-    let reasons: Vec<&str> = batches
+    let reasons: Vec<&DeadLetterReason> = batches
         .iter()
-        .flat_map(|b| b.dead_letters.iter().map(|d| d.reason.as_str()))
+        .flat_map(|b| b.dead_letters.iter().map(|d| &d.reason))
         .collect();
     let bytes = batches.iter().map(|b| b.bytes).sum();
     metrics::committed(records as u64, &reasons, bytes, elapsed);
@@ -352,7 +352,7 @@ fn commit_with_retry(
                         offset: record.offset,
                         line_bytes: u64::from(record.line.end - record.line.start),
                         raw: record.line,
-                        reason: format!("refused by the database: {why}"),
+                        reason: DeadLetterReason::RefusedByDatabase(why.message),
                     });
                     continue;
                 }

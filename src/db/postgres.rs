@@ -22,7 +22,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::schema::postgres::{dead_letters, files, log_events};
 use super::{final_positions, DbError, ErrorKind, PositionRow, Store};
-use crate::config::redact;
+use crate::redact::redact;
 use crate::record::RecordBatch;
 use crate::tail::StoredPosition;
 
@@ -85,7 +85,8 @@ struct NewDeadLetter<'a> {
     file_offset: i64,
     raw: &'a [u8],
     line_bytes: i64,
-    error: &'a str,
+    /// The reason's text (dead letters are rare: one allocation each is fine).
+    error: String,
     ingested_at: DateTime<Utc>,
 }
 
@@ -466,7 +467,7 @@ fn write(
             file_offset: d.offset as i64,
             raw: batch.bytes(&d.raw),
             line_bytes: d.line_bytes as i64,
-            error: &d.reason,
+            error: d.reason.to_string(),
             ingested_at: now,
         }));
     }

@@ -258,7 +258,7 @@ fn write(
                 d.offset as i64,
                 batch.bytes(&d.raw),
                 d.line_bytes as i64,
-                d.reason,
+                d.reason.to_string(),
                 now,
             ])?;
         }
