@@ -2,7 +2,7 @@
 //! with backpressure from the database all the way back to the files.
 //!
 //! # Layout
-//! - [`config`]: the TOML file, parsed then validated; every default a named constant.
+//! - [`config`]: the TOML file, deserialised into the structs the rest of logbelt reads.
 //! - [`record`]: batches of lines and of records, and file identity and positions.
 //! - [`parse`]: one line → a record's fields, or the reason it is a dead letter.
 //! - [`tail`]: tokio tasks that find and read files and feed the bounded bridge.
@@ -13,6 +13,7 @@
 //! - [`shutdown`]: Ctrl-C / SIGTERM → drain; a second signal → exit.
 //! - [`db`]: the SQLite and PostgreSQL stores behind one trait.
 //! - [`inspect`]: the read-only `status` and `query` commands.
+//! - [`redact`]: database passwords hidden from every message.
 //! - [`logging`]: logbelt's own log, which a failing or blocked stderr cannot stop.
 //! - [`run`]: the entry points the binary calls.
 //! - [`exit`]: the exit codes of every command.
@@ -27,6 +28,7 @@ pub mod messages;
 pub mod metrics;
 pub mod parse;
 pub mod record;
+pub mod redact;
 pub mod run;
 pub mod shutdown;
 pub mod supervisor;

@@ -29,9 +29,10 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool};
 use diesel::sqlite::SqliteConnection;
 
-use crate::config::{redact, DatabaseConfig, DatabaseUrl};
+use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::exit::Exit;
 use crate::parse::{format_timestamp_micros, MAX_TS_MICROS, MIN_TS_MICROS};
+use crate::redact::redact;
 
 /// A failed `status` or `query`: one line for stderr, and the exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
