@@ -58,6 +58,16 @@ impl Faults {
         }
         faults
     }
+
+    /// The store, failing the commits asked for (`fault-injection` builds only).
+    fn wrap(&self, store: Box<dyn Store>) -> Box<dyn Store> {
+        #[cfg(feature = "fault-injection")]
+        let store: Box<dyn Store> = Box::new(db::faults::FailingCommits::new(
+            store,
+            self.failed_commits.clone(),
+        ));
+        store
+    }
 }
 
 /// One running pipeline and what it takes to tear it down.
@@ -200,12 +210,12 @@ impl Supervisor {
             host: c.agent.host.as_str().into(),
             retry,
             cancel: commit_cancel.clone(),
-            fail_commits: self.faults.failed_commits.clone(),
             alive: alive_tx,
         };
         let database_file = stores.first().and_then(|s| s.file_check());
         let mut committers = Vec::with_capacity(stores.len());
         for store in stores {
+            let store = self.faults.wrap(store);
             let (jobs_tx, jobs_rx) = mpsc::channel(1);
             writer_arbiter.spawn(run_committer(
                 store,

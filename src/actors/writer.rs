@@ -6,7 +6,7 @@
 //! errors with exponential backoff (holding the batch: nothing is dropped, and positions only
 //! move when a commit succeeds) and reports a permanent failure to the supervisor.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -174,8 +174,6 @@ pub struct CommitterShared {
     pub retry: RetryPolicy,
     /// Set when the pipeline is torn down: stop retrying.
     pub cancel: Arc<AtomicBool>,
-    /// Test hook: commits left to fail on purpose.
-    pub fail_commits: Arc<AtomicU32>,
     /// Held by every committer and every commit in progress; when all are dropped, the
     /// supervisor knows no commit of this pipeline can still land.
     pub alive: mpsc::Sender<()>,
@@ -193,7 +191,6 @@ pub async fn run_committer(
         host,
         retry,
         cancel,
-        fail_commits,
         alive,
     } = shared;
     let mut failed: Option<String> = None;
@@ -209,9 +206,6 @@ pub async fn run_committer(
             CommitJob::Commit(mut batches) => {
                 let (host, retry, cancel) = (host.clone(), retry.clone(), cancel.clone());
                 let alive = alive.clone();
-                let injected = fail_commits
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
                 let done = tokio::task::spawn_blocking(move || {
                     let started = Instant::now();
                     let watch = metrics::CommitWatch::start();
@@ -221,7 +215,6 @@ pub async fn run_committer(
                         &mut batches,
                         &retry,
                         &cancel,
-                        injected,
                         &watch,
                     );
                     drop(watch);
@@ -304,12 +297,8 @@ fn commit_with_retry(
     batches: &mut [RecordBatch],
     retry: &RetryPolicy,
     cancel: &AtomicBool,
-    injected_failure: bool,
     watch: &metrics::CommitWatch,
 ) -> Result<(), DbError> {
-    if injected_failure {
-        return Err(DbError::permanent("fault injection: commit fails"));
-    }
     let mut backoff = retry.initial_backoff;
     // Set after a transient failure: the transaction may have landed before the connection
     // broke; look before committing it again.

@@ -159,7 +159,6 @@ fn commit(store: &mut FakeStore, batches: &mut [RecordBatch]) -> Result<(), DbEr
         batches,
         &retry,
         &cancel,
-        false,
         &CommitWatch::start(),
     )
 }

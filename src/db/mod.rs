@@ -3,6 +3,8 @@
 //! rows, dead letters and the files' new positions — in one transaction, and reads the committed
 //! positions back at start. Stores are blocking: callers run them on blocking threads.
 
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod postgres;
 #[rustfmt::skip]
 pub mod schema;

@@ -214,10 +214,12 @@ pub fn toml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap()
 }
 
+#[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
 static ENV_RUN_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// `logbelt ARGS --config <env's config>` with extra environment variables (e.g.
 /// `LOGBELT_FAULTS`), its stderr in a new file in the test's folder.
+#[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
 pub fn spawn_with_env(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Daemon {
     let n = ENV_RUN_COUNTER.fetch_add(1, Ordering::SeqCst);
     let stderr_path = env.path(&format!("logbelt-env-{n}.stderr"));
