@@ -11,6 +11,7 @@ pub mod schema;
 pub mod sqlite;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::record::{FileIdentity, FilePosition, RecordBatch};
@@ -32,25 +33,54 @@ pub enum ErrorKind {
     Fatal,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
+#[derive(Debug, Clone)]
 pub struct DbError {
     pub kind: ErrorKind,
+    /// One line, redacted, bounded; it already quotes the driver's error when there is one, so
+    /// reports print this alone.
     pub message: String,
+    /// The driver's error this one wraps (diesel, rusqlite, I/O), when there is one: for code
+    /// that needs more than the text. Not redacted: never print it in place of `message`.
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DbError {
+    /// The driver's error itself (not the `Arc` around it), so that it can be downcast.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl DbError {
     pub fn transient(message: impl Into<String>) -> Self {
-        DbError {
-            kind: ErrorKind::Transient,
-            message: one_line(message.into()),
-        }
+        DbError::new(ErrorKind::Transient, message.into())
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {
+        DbError::new(ErrorKind::Permanent, message.into())
+    }
+
+    fn new(kind: ErrorKind, message: String) -> Self {
         DbError {
-            kind: ErrorKind::Permanent,
-            message: one_line(message.into()),
+            kind,
+            message: one_line(message),
+            source: None,
+        }
+    }
+
+    /// The same error, keeping `source` as its cause.
+    pub fn with_source(self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        DbError {
+            source: Some(Arc::new(source)),
+            ..self
         }
     }
 
@@ -59,10 +89,7 @@ impl DbError {
     }
 
     pub fn fatal(message: impl Into<String>) -> Self {
-        DbError {
-            kind: ErrorKind::Fatal,
-            message: one_line(message.into()),
-        }
+        DbError::new(ErrorKind::Fatal, message.into())
     }
 
     pub fn is_fatal(&self) -> bool {
@@ -181,7 +208,8 @@ impl FileCheck {
                 "SQLite database {} was deleted while logbelt ran: stopping rather than writing \
                  into a file nobody can open",
                 self.path.display()
-            ))),
+            ))
+            .with_source(e)),
             // Cannot look (e.g. a permission change on the folder): the commit will tell.
             Err(_) => Ok(()),
         }

@@ -165,6 +165,7 @@ impl PgStore {
                 return DbError {
                     message: format!("{}: {}", err.message, grants.message),
                     kind: ErrorKind::Fatal,
+                    ..err
                 };
             }
         }
@@ -379,7 +380,9 @@ pub fn check_reachable(url: &str) -> Result<(), DbError> {
     })?;
     diesel::sql_query("SELECT 1")
         .execute(&mut conn)
-        .map_err(|e| DbError::permanent(redact(&format!("PostgreSQL does not answer: {e}"))))?;
+        .map_err(|e| {
+            DbError::permanent(redact(&format!("PostgreSQL does not answer: {e}"))).with_source(e)
+        })?;
     Ok(())
 }
 
@@ -519,7 +522,7 @@ fn classify(context: &str, e: DieselError) -> DbError {
     } else {
         redact(&format!("{context}: {e}"))
     };
-    match &e {
+    let err = match &e {
         DieselError::DatabaseError(kind, info) => match kind {
             DatabaseErrorKind::SerializationFailure
             | DatabaseErrorKind::ClosedConnection
@@ -564,5 +567,6 @@ fn classify(context: &str, e: DieselError) -> DbError {
             DbError::transient(message)
         }
         _ => DbError::transient(message),
-    }
+    };
+    err.with_source(e)
 }

@@ -40,8 +40,9 @@ impl SqliteStore {
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, DbError> {
         check_writable(path)?;
         let url = path.to_string_lossy();
-        let mut conn = SqliteConnection::establish(&url)
-            .map_err(|e| DbError::transient(format!("cannot open SQLite database {url}: {e}")))?;
+        let mut conn = SqliteConnection::establish(&url).map_err(|e| {
+            DbError::transient(format!("cannot open SQLite database {url}: {e}")).with_source(e)
+        })?;
         let pragmas = format!(
             "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
             busy_timeout.as_millis()
@@ -51,16 +52,18 @@ impl SqliteStore {
         conn.run_pending_migrations(MIGRATIONS).map_err(|e| {
             DbError::transient(format!("cannot migrate SQLite database {url}: {e}"))
         })?;
-        let fast = rusqlite::Connection::open(path)
-            .map_err(|e| DbError::transient(format!("cannot open SQLite database {url}: {e}")))?;
+        let fast = rusqlite::Connection::open(path).map_err(|e| {
+            DbError::transient(format!("cannot open SQLite database {url}: {e}")).with_source(e)
+        })?;
         fast.execute_batch(&pragmas)
             .map_err(|e| classify_fast(&format!("cannot configure SQLite database {url}"), e))?;
         // The file system may refuse what the permission bits allow (a read-only mount, an
         // immutable file): SQLite then opens read-only without a word. Ask it for a write lock.
         fast.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
             .map_err(|e| classify_fast(&format!("SQLite database {url} cannot be written"), e))?;
-        let file = FileCheck::of(path)
-            .map_err(|e| DbError::transient(format!("SQLite database {url}: {e}")))?;
+        let file = FileCheck::of(path).map_err(|e| {
+            DbError::transient(format!("SQLite database {url}: {e}")).with_source(e)
+        })?;
         Ok(SqliteStore { file, conn, fast })
     }
 }
@@ -149,10 +152,14 @@ pub fn check_reachable(path: &Path) -> Result<(), DbError> {
     check_writable(path)?;
     if path.exists() {
         let url = path.to_string_lossy();
-        let mut conn = SqliteConnection::establish(&url)
-            .map_err(|e| DbError::permanent(format!("cannot open SQLite database {url}: {e}")))?;
-        diesel::connection::SimpleConnection::batch_execute(&mut conn, "SELECT 1")
-            .map_err(|e| DbError::permanent(format!("cannot read SQLite database {url}: {e}")))?;
+        let mut conn = SqliteConnection::establish(&url).map_err(|e| {
+            DbError::permanent(format!("cannot open SQLite database {url}: {e}")).with_source(e)
+        })?;
+        diesel::connection::SimpleConnection::batch_execute(&mut conn, "SELECT 1").map_err(
+            |e| {
+                DbError::permanent(format!("cannot read SQLite database {url}: {e}")).with_source(e)
+            },
+        )?;
     }
     Ok(())
 }
@@ -303,7 +310,7 @@ fn classify_fast(context: &str, e: rusqlite::Error) -> DbError {
     } else {
         format!("{context}: {e}")
     };
-    match &e {
+    let err = match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
             ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch => {
                 DbError::permanent(message)
@@ -322,7 +329,8 @@ fn classify_fast(context: &str, e: rusqlite::Error) -> DbError {
             DbError::permanent(message)
         }
         _ => DbError::transient(message),
-    }
+    };
+    err.with_source(e)
 }
 
 /// Sorts a diesel error into transient (locked, busy, read-only, I/O, full: the database may
@@ -333,7 +341,7 @@ fn classify(context: &str, e: DieselError) -> DbError {
     } else {
         format!("{context}: {e}")
     };
-    match e {
+    let err = match &e {
         DieselError::DatabaseError(
             DatabaseErrorKind::UniqueViolation
             | DatabaseErrorKind::ForeignKeyViolation
@@ -345,5 +353,24 @@ fn classify(context: &str, e: DieselError) -> DbError {
             DbError::permanent(message)
         }
         _ => DbError::transient(message),
+    };
+    err.with_source(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_driver_error_is_kept_as_the_source() {
+        let e = classify_fast("commit", rusqlite::Error::InvalidParameterCount(1, 2));
+        assert!(!e.is_transient() && !e.is_fatal());
+        assert_eq!(
+            e.to_string(),
+            format!("commit: {}", rusqlite::Error::InvalidParameterCount(1, 2))
+        );
+        let source = std::error::Error::source(&e).expect("the rusqlite error");
+        assert!(source.is::<rusqlite::Error>(), "{source:?}");
+        assert!(std::error::Error::source(&DbError::transient("no cause")).is_none());
     }
 }
