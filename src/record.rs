@@ -44,6 +44,17 @@ impl FileIdentity {
     }
 }
 
+/// A committed position, as the database has it: what the stores read back at start and the
+/// tailer resumes from.
+#[derive(Debug, Clone)]
+pub struct StoredPosition {
+    pub file_id: FileId,
+    pub source: String,
+    pub path: String,
+    pub identity: FileIdentity,
+    pub offset: u64,
+}
+
 /// The file a batch belongs to. Shared by every batch of that file.
 #[derive(Debug)]
 pub struct FileMeta {

@@ -26,7 +26,8 @@ use crate::db::{self, Store};
 use crate::exit::Exit;
 use crate::messages::{Drained, Shutdown, Stage, StageFailed};
 use crate::parse::ParseSettings;
-use crate::tail::{StoredPosition, TailSettings, Tailer, LINE_BATCH_MAX_BYTES};
+use crate::record::StoredPosition;
+use crate::tail::{TailSettings, Tailer, LINE_BATCH_MAX_BYTES};
 
 /// Test-only faults (feature `fault-injection`, env `LOGBELT_FAULTS`), applied to the first
 /// pipeline only.

@@ -11,8 +11,8 @@ use std::time::Duration;
 use super::{commit_with_retry, RetryPolicy};
 use crate::db::{DbError, Store};
 use crate::metrics::CommitWatch;
+use crate::record::StoredPosition;
 use crate::record::{FileIdentity, FileMeta, FilePosition, Record, RecordBatch};
-use crate::tail::StoredPosition;
 
 /// What the next `commit` does.
 #[derive(Debug, Clone, Copy)]

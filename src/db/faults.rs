@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{DbError, FileCheck, Store};
 use crate::record::RecordBatch;
-use crate::tail::StoredPosition;
+use crate::record::StoredPosition;
 
 /// Fails the next `left` commits (shared across restarts) with a permanent error; otherwise
 /// the inner store.

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
+use crate::record::StoredPosition;
 use crate::record::{FileIdentity, FilePosition, RecordBatch};
-use crate::tail::StoredPosition;
 
 /// Whether trying again can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

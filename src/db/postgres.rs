@@ -23,8 +23,8 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use super::schema::postgres::{dead_letters, files, log_events};
 use super::{final_positions, DbError, ErrorKind, PositionRow, Store};
 use crate::record::RecordBatch;
+use crate::record::StoredPosition;
 use crate::redact::redact;
-use crate::tail::StoredPosition;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 

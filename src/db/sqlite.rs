@@ -17,7 +17,7 @@ use super::schema::sqlite::files;
 use super::{final_positions, DbError, FileCheck, PositionRow, Store};
 use crate::parse::{format_timestamp_micros, write_timestamp_micros};
 use crate::record::RecordBatch;
-use crate::tail::StoredPosition;
+use crate::record::StoredPosition;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::copies::{Contents, Truncated};
 use super::fingerprint::fnv1a;
-use super::StoredPosition;
+use crate::record::StoredPosition;
 use crate::record::{FileIdentity, FileMeta, FilePosition, LineBatch};
 
 /// A file logbelt has met, with how far it is read.

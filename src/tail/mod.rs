@@ -32,7 +32,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{SourceConfig, StartAt};
-use crate::record::{FileId, FileIdentity, FileMeta, LineBatch};
+use crate::record::{FileId, FileMeta, LineBatch, StoredPosition};
 use copies::Contents;
 use descriptors::{Descriptor, Descriptors};
 use file::FileTail;
@@ -58,16 +58,6 @@ pub struct TailSettings {
     pub poll_interval: Duration,
     /// `run --once`: one scan, every file read to its end, then the bridge closes.
     pub once: bool,
-}
-
-/// A committed position, as the database has it.
-#[derive(Debug, Clone)]
-pub struct StoredPosition {
-    pub file_id: FileId,
-    pub source: String,
-    pub path: String,
-    pub identity: FileIdentity,
-    pub offset: u64,
 }
 
 /// Why a tail task ended, and where: the tailer keeps the position for when the same file
