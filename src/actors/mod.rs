@@ -101,6 +101,25 @@ where
         Ok(())
     }
 
+    /// Hands `msg` to the next stage while `ctx`'s actor waits (`ctx.wait`: it takes no other
+    /// message meanwhile, which keeps the bound). When the next stage is gone the actor stops
+    /// quietly: that stage's own guard reports why (the root cause), and reporting "gone" here
+    /// too would race it and blame the wrong stage.
+    pub fn forward<A: GuardedStage>(&self, ctx: &mut Context<A>, msg: M) {
+        let window = self.clone();
+        ctx.wait(
+            actix::fut::wrap_future::<_, A>(async move { window.send(msg).await }).map(
+                |sent, act, ctx| {
+                    if let Err(e) = sent {
+                        tracing::debug!(error = %e, "Next stage gone; stopping.");
+                        act.guard().disarm();
+                        ctx.stop();
+                    }
+                },
+            ),
+        );
+    }
+
     /// A reading of how many messages are outstanding that does not keep the next stage alive.
     pub fn depth(&self) -> WindowDepth {
         WindowDepth {
@@ -135,6 +154,11 @@ impl WindowDepth {
     pub fn get(&self) -> usize {
         (self.size as usize).saturating_sub(self.permits.available_permits())
     }
+}
+
+/// An actor that holds a [`StageGuard`].
+pub trait GuardedStage: Actor<Context = Context<Self>> {
+    fn guard(&mut self) -> &mut StageGuard;
 }
 
 /// Lives inside an actor; if the actor is dropped without [`StageGuard::disarm`] — a panic in a

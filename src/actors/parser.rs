@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::{StageGuard, Window};
+use super::{GuardedStage, StageGuard, Window};
 use crate::messages::{Flush, Lines, Records, StageGone};
 use crate::parse::{parse_line, ParseSettings};
 use crate::record::{DeadLetter, DeadLetterReason, LineBatch, Record, RecordBatch, Text};
@@ -52,6 +52,12 @@ impl Actor for Parser {
     }
 }
 
+impl GuardedStage for Parser {
+    fn guard(&mut self) -> &mut StageGuard {
+        &mut self.guard
+    }
+}
+
 impl Handler<Lines> for Parser {
     type Result = ();
 
@@ -61,20 +67,7 @@ impl Handler<Lines> for Parser {
             panic!("fault injection: parser panics on batch {}", self.batches);
         }
         let records = parse_batch(batch, &self.settings, self.max_line_bytes);
-        let writer = self.writer.clone();
-        ctx.wait(
-            async move { writer.send(Records(records)).await }
-                .into_actor(self)
-                .map(|sent, act, ctx| {
-                    if let Err(e) = sent {
-                        // The next stage is gone: its own guard reports why (the root cause);
-                        // reporting "gone" here too would race it and blame the wrong stage.
-                        tracing::debug!(error = %e, "Next stage gone; stopping.");
-                        act.guard.disarm();
-                        ctx.stop();
-                    }
-                }),
-        );
+        self.writer.forward(ctx, Records(records));
     }
 }
 

@@ -9,7 +9,7 @@ use actix::prelude::*;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{StageGuard, Window};
+use super::{GuardedStage, StageGuard, Window};
 use crate::messages::{Drained, Flush, Lines};
 use crate::record::LineBatch;
 
@@ -54,22 +54,15 @@ impl Actor for Reader {
     }
 }
 
+impl GuardedStage for Reader {
+    fn guard(&mut self) -> &mut StageGuard {
+        &mut self.guard
+    }
+}
+
 impl StreamHandler<LineBatch> for Reader {
     fn handle(&mut self, batch: LineBatch, ctx: &mut Context<Self>) {
-        let parser = self.parser.clone();
-        ctx.wait(
-            async move { parser.send(Lines(batch)).await }
-                .into_actor(self)
-                .map(|sent, act, ctx| {
-                    if let Err(e) = sent {
-                        // The next stage is gone: its own guard reports why (the root cause);
-                        // reporting "gone" here too would race it and blame the wrong stage.
-                        tracing::debug!(error = %e, "Next stage gone; stopping.");
-                        act.guard.disarm();
-                        ctx.stop();
-                    }
-                }),
-        );
+        self.parser.forward(ctx, Lines(batch));
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
