@@ -572,7 +572,10 @@ fn the_readme_example_holds_every_default_within_its_range() {
         defaults.database.retry_max_backoff
     );
     assert_eq!(written.pipeline, defaults.pipeline);
-    assert_eq!(written.parse, defaults.parse, "the [parse] example is the defaults");
+    assert_eq!(
+        written.parse, defaults.parse,
+        "the [parse] example is the defaults"
+    );
     assert_eq!(written.shutdown, defaults.shutdown);
     assert_eq!(written.supervisor, defaults.supervisor);
     assert_eq!(
