@@ -32,6 +32,63 @@ pub struct SqliteStore {
     fast: rusqlite::Connection,
 }
 
+/// How logbelt opens a SQLite database file: the one place that knows.
+pub enum OpenMode {
+    /// The daemon: read-write (creating the file if needed), WAL, `synchronous = NORMAL`.
+    ReadWrite,
+    /// `status`, `query`, `validate`: `mode=ro`, never creating or changing anything.
+    ReadOnly,
+}
+
+/// Opens the database at `path` with diesel in `mode`, waiting up to `busy_timeout` for locks.
+///
+/// # Errors
+/// When it cannot be opened or configured (the message names the path).
+pub fn connect(
+    path: &Path,
+    mode: OpenMode,
+    busy_timeout: Duration,
+) -> Result<SqliteConnection, DbError> {
+    let shown = path.to_string_lossy();
+    let url = match mode {
+        OpenMode::ReadWrite => shown.to_string(),
+        OpenMode::ReadOnly => read_only_uri(path),
+    };
+    let mut conn = SqliteConnection::establish(&url).map_err(|e| {
+        DbError::transient(format!("cannot open SQLite database {shown}: {e}")).with_source(e)
+    })?;
+    diesel::connection::SimpleConnection::batch_execute(&mut conn, &pragmas(&mode, busy_timeout))
+        .map_err(|e| classify(&format!("cannot configure SQLite database {shown}"), e))?;
+    Ok(conn)
+}
+
+/// The pragmas every connection in `mode` starts with.
+fn pragmas(mode: &OpenMode, busy_timeout: Duration) -> String {
+    let busy = busy_timeout.as_millis().min(i32::MAX as u128);
+    match mode {
+        OpenMode::ReadWrite => format!(
+            "PRAGMA busy_timeout = {busy}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+        ),
+        // A reader waits for a lock rather than failing (WAL readers rarely meet one).
+        OpenMode::ReadOnly => format!("PRAGMA busy_timeout = {busy};"),
+    }
+}
+
+/// `file:PATH?mode=ro`, with the characters that mean something in a URI percent-encoded.
+fn read_only_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                uri.push(char::from(*b))
+            }
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri.push_str("?mode=ro");
+    uri
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and migrates it.
     ///
@@ -40,22 +97,14 @@ impl SqliteStore {
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, DbError> {
         check_writable(path)?;
         let url = path.to_string_lossy();
-        let mut conn = SqliteConnection::establish(&url).map_err(|e| {
-            DbError::transient(format!("cannot open SQLite database {url}: {e}")).with_source(e)
-        })?;
-        let pragmas = format!(
-            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
-            busy_timeout.as_millis()
-        );
-        diesel::connection::SimpleConnection::batch_execute(&mut conn, &pragmas)
-            .map_err(|e| classify(&format!("cannot configure SQLite database {url}"), e))?;
+        let mut conn = connect(path, OpenMode::ReadWrite, busy_timeout)?;
         conn.run_pending_migrations(MIGRATIONS).map_err(|e| {
             DbError::transient(format!("cannot migrate SQLite database {url}: {e}"))
         })?;
         let fast = rusqlite::Connection::open(path).map_err(|e| {
             DbError::transient(format!("cannot open SQLite database {url}: {e}")).with_source(e)
         })?;
-        fast.execute_batch(&pragmas)
+        fast.execute_batch(&pragmas(&OpenMode::ReadWrite, busy_timeout))
             .map_err(|e| classify_fast(&format!("cannot configure SQLite database {url}"), e))?;
         // The file system may refuse what the permission bits allow (a read-only mount, an
         // immutable file): SQLite then opens read-only without a word. Ask it for a write lock.
@@ -152,9 +201,7 @@ pub fn check_reachable(path: &Path) -> Result<(), DbError> {
     check_writable(path)?;
     if path.exists() {
         let url = path.to_string_lossy();
-        let mut conn = SqliteConnection::establish(&url).map_err(|e| {
-            DbError::permanent(format!("cannot open SQLite database {url}: {e}")).with_source(e)
-        })?;
+        let mut conn = connect(path, OpenMode::ReadOnly, Duration::ZERO)?;
         diesel::connection::SimpleConnection::batch_execute(&mut conn, "SELECT 1").map_err(
             |e| {
                 DbError::permanent(format!("cannot read SQLite database {url}: {e}")).with_source(e)
@@ -359,6 +406,14 @@ fn classify(context: &str, e: DieselError) -> DbError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_read_only_uri_escapes_special_characters() {
+        assert_eq!(
+            read_only_uri(Path::new("/tmp/a b/x?#%.db")),
+            "file:/tmp/a%20b/x%3F%23%25.db?mode=ro"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -20,7 +20,6 @@ pub mod status;
 use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write};
-use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -122,27 +121,12 @@ pub(crate) fn open(config: &DatabaseConfig) -> Result<Db, InspectError> {
                     )))
                 }
             }
-            let mut conn =
-                SqliteConnection::establish(&sqlite_read_only_uri(path)).map_err(|e| {
-                    InspectError::runtime(format!(
-                        "cannot open SQLite database {}: {e}",
-                        path.display()
-                    ))
-                })?;
-            // A reader waits for a lock rather than failing (WAL readers rarely meet one).
-            diesel::connection::SimpleConnection::batch_execute(
-                &mut conn,
-                &format!(
-                    "PRAGMA busy_timeout = {};",
-                    config.busy_timeout.as_millis().min(i32::MAX as u128)
-                ),
+            let conn = crate::db::sqlite::connect(
+                path,
+                crate::db::sqlite::OpenMode::ReadOnly,
+                config.busy_timeout,
             )
-            .map_err(|e| {
-                InspectError::runtime(format!(
-                    "cannot read SQLite database {}: {e}",
-                    path.display()
-                ))
-            })?;
+            .map_err(|e| InspectError::runtime(e.message))?;
             Ok(Db::Sqlite(conn))
         }
         DatabaseUrl::Postgres { url } => {
@@ -153,21 +137,6 @@ pub(crate) fn open(config: &DatabaseConfig) -> Result<Db, InspectError> {
             Ok(Db::Pg(conn))
         }
     }
-}
-
-/// `file:PATH?mode=ro`, with the characters that mean something in a URI percent-encoded.
-fn sqlite_read_only_uri(path: &Path) -> String {
-    let mut uri = String::from("file:");
-    for b in path.as_os_str().as_encoded_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
-                uri.push(char::from(*b))
-            }
-            _ => uri.push_str(&format!("%{b:02X}")),
-        }
-    }
-    uri.push_str("?mode=ro");
-    uri
 }
 
 /// Runs `sqlite` or `pg` on the connection inside one read-only transaction (a consistent
@@ -569,14 +538,6 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "NAME       SIZE  PATH\na       1.5 KiB  /x/y\nlonger      0 B  /z\n"
-        );
-    }
-
-    #[test]
-    fn uri_escapes_special_characters() {
-        assert_eq!(
-            sqlite_read_only_uri(Path::new("/tmp/a b/x?#%.db")),
-            "file:/tmp/a%20b/x%3F%23%25.db?mode=ro"
         );
     }
 }
