@@ -166,18 +166,23 @@ impl Supervisor {
             .min(d.retry_max_backoff);
         self.busy_attempts = self.busy_attempts.saturating_add(1);
         tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Database busy; opening it again after a backoff.");
-        // Spawned, not waited for: a signal during the backoff exits at once.
-        ctx.spawn(
-            tokio::time::sleep(backoff)
-                .into_actor(self)
-                .map(|_, act, ctx| {
-                    if act.shutting_down {
-                        act.exit(ctx, Exit::Ok);
-                    } else {
-                        act.start_pipeline(ctx);
-                    }
-                }),
-        );
+        self.start_after(ctx, tokio::time::sleep(backoff));
+    }
+
+    /// Starts the pipeline once `wait` is over (a backoff), unless a signal came meanwhile: then
+    /// exits at once. Spawned, not waited for, so that the signal is heard during the wait.
+    fn start_after(
+        &mut self,
+        ctx: &mut Context<Self>,
+        wait: impl std::future::Future<Output = ()> + 'static,
+    ) {
+        ctx.spawn(wait.into_actor(self).map(|_, act, ctx| {
+            if act.shutting_down {
+                act.exit(ctx, Exit::Ok);
+            } else {
+                act.start_pipeline(ctx);
+            }
+        }));
     }
 
     fn build(
@@ -354,21 +359,10 @@ impl Supervisor {
             .min(s.restart_backoff_max);
         tracing::warn!(stage, reason = %reason, restart = n, backoff_ms = backoff.as_millis() as u64, "Restarting the pipeline from the committed positions.");
         let down = self.tear_down();
-        // Spawned, not waited for: a signal during the backoff exits at once (nothing is running).
-        ctx.spawn(
-            async move {
-                down.await;
-                tokio::time::sleep(backoff).await;
-            }
-            .into_actor(self)
-            .map(|_, act, ctx| {
-                if act.shutting_down {
-                    act.exit(ctx, Exit::Ok);
-                } else {
-                    act.start_pipeline(ctx);
-                }
-            }),
-        );
+        self.start_after(ctx, async move {
+            down.await;
+            tokio::time::sleep(backoff).await;
+        });
     }
 
     /// Exits with `code` once no commit of the running pipeline can still land.
