@@ -143,6 +143,7 @@ impl Kind for DatabaseUrl {
 
 /// `database.url` when it is not written: [`DEFAULT_DATABASE_URL`], next to the config file.
 pub(super) fn default_database_url() -> DatabaseUrl {
+    // ok: the default is a relative `sqlite://` URL, which joins any config folder.
     with_context(|cx| database_url(DEFAULT_DATABASE_URL, &cx.base_dir))
         .expect("the default database URL is valid")
 }
