@@ -9,7 +9,7 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 // The PostgreSQL ceiling writes into logbelt's own table, with logbelt's `RawJson` (a JSON text
 // sent to `jsonb` as is), so that the two sides load the very same columns.
-use logbelt::db::postgres::RawJson;
+use logbelt::db::postgres::{NewEvent, RawJson};
 
 use crate::child::{Exit, Logbelt};
 use crate::db::{create_schema, open_sqlite, write_config, DbSpec};
@@ -221,9 +221,9 @@ fn pg_ceiling(url: &str, rows: &[Row<'_>]) -> Result<Duration, String> {
     let mut conn =
         PgConnection::establish(url).map_err(|e| format!("connect for the ceiling: {e}"))?;
     let ingested_at = Utc::now();
-    let events: Vec<PgEvent<'_>> = rows
+    let events: Vec<NewEvent<'_>> = rows
         .iter()
-        .map(|r| PgEvent {
+        .map(|r| NewEvent {
             host: HOST,
             source: SOURCE,
             file_id: 1,
@@ -312,19 +312,4 @@ fn print_table(bench: &Bench, input: &Input, results: &[(Backend, Runs)]) {
          user + system. The ceiling loads rows extracted beforehand (no JSON parsing). \
          The input file is in the page cache for both."
     );
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = logbelt::db::schema::postgres::log_events)]
-#[diesel(treat_none_as_default_value = false)]
-struct PgEvent<'a> {
-    host: &'a str,
-    source: &'a str,
-    file_id: i64,
-    file_offset: i64,
-    ts: Option<DateTime<Utc>>,
-    level: Option<&'a str>,
-    message: Option<&'a str>,
-    fields: RawJson<'a>,
-    ingested_at: DateTime<Utc>,
 }

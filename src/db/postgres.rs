@@ -61,19 +61,21 @@ impl diesel::deserialize::FromSql<Jsonb, Pg> for RawJson<'_> {
     }
 }
 
+/// One `log_events` row as COPY writes it (also the benchmark's ceiling rows: the same rows,
+/// the same path into PostgreSQL).
 #[derive(Insertable)]
 #[diesel(table_name = log_events)]
 #[diesel(treat_none_as_default_value = false)]
-struct NewEvent<'a> {
-    host: &'a str,
-    source: &'a str,
-    file_id: i64,
-    file_offset: i64,
-    ts: Option<DateTime<Utc>>,
-    level: Option<&'a str>,
-    message: Option<&'a str>,
-    fields: RawJson<'a>,
-    ingested_at: DateTime<Utc>,
+pub struct NewEvent<'a> {
+    pub host: &'a str,
+    pub source: &'a str,
+    pub file_id: i64,
+    pub file_offset: i64,
+    pub ts: Option<DateTime<Utc>>,
+    pub level: Option<&'a str>,
+    pub message: Option<&'a str>,
+    pub fields: RawJson<'a>,
+    pub ingested_at: DateTime<Utc>,
 }
 
 #[derive(Insertable)]
