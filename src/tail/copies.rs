@@ -28,7 +28,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use super::fingerprint::{fnv1a, FINGERPRINT_MAX_BYTES};
+use super::fingerprint::FINGERPRINT_MAX_BYTES;
+use super::known::Known;
 use crate::record::FileMeta;
 
 /// Most truncated contents remembered; the oldest is forgotten first. A copy is made just before
@@ -38,14 +39,11 @@ const MAX_TRUNCATED: usize = 256;
 /// Content that was truncated away from its file, waiting for a copy that continues it.
 #[derive(Debug)]
 pub struct Truncated {
-    pub meta: Arc<FileMeta>,
-    /// Where reading had reached (a line boundary): everything before it is read.
-    pub offset: u64,
-    /// How many leading bytes `fingerprint` covers: `min(offset, 1 KiB)`.
-    pub fingerprint_len: u32,
-    pub fingerprint: u64,
+    /// Its file id, where reading had reached (a line boundary), and its fingerprint (the first
+    /// `min(offset, 1 KiB)` bytes).
+    pub content: Known,
     /// The first bytes themselves, when known (truncated in this run): lets a copy still being
-    /// written be recognised before it reaches `fingerprint_len` bytes.
+    /// written be recognised before it reaches the fingerprinted length.
     pub head: Option<Vec<u8>>,
 }
 
@@ -124,7 +122,7 @@ impl Contents {
 
     /// Remembers content that was truncated away (nothing when nothing of it was read).
     pub fn truncated(&self, t: Truncated) {
-        if t.fingerprint_len == 0 {
+        if t.content.fingerprint_len == 0 {
             return;
         }
         if let Ok(mut s) = self.state.lock() {
@@ -159,21 +157,20 @@ impl Contents {
             };
             let mut found = None;
             for (i, t) in s.truncated.iter().enumerate().rev() {
-                let len = t.fingerprint_len as usize;
-                if head.len() >= len {
-                    if fnv1a(&head[..len]) == t.fingerprint {
-                        found = Some(i);
-                        break;
-                    }
-                } else if t.head.as_deref().is_some_and(|h| h.starts_with(head)) {
+                if t.content.held_by(head) {
+                    found = Some(i);
+                    break;
+                }
+                let shorter = head.len() < t.content.fingerprint_len as usize;
+                if shorter && t.head.as_deref().is_some_and(|h| h.starts_with(head)) {
                     // The copy has fewer bytes than the fingerprint so far: still being written.
                     wait = true;
                 }
             }
             if let Some(t) = found.and_then(|i| s.truncated.remove(i)) {
                 return Verdict::Continues {
-                    meta: t.meta,
-                    offset: t.offset,
+                    meta: t.content.meta,
+                    offset: t.content.offset,
                 };
             }
             // A closed (idle) file is not compared: it has not changed since it was read, and
@@ -249,6 +246,7 @@ fn read_at_most(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tail::fingerprint::fnv1a;
     use std::io::Write;
 
     fn file_with(dir: &std::path::Path, name: &str, bytes: &[u8]) -> Arc<std::fs::File> {
@@ -271,10 +269,13 @@ mod tests {
             .min(FINGERPRINT_MAX_BYTES)
             .min(content.len());
         Truncated {
-            meta: meta(id),
-            offset,
-            fingerprint_len: len as u32,
-            fingerprint: fnv1a(&content[..len]),
+            content: Known {
+                meta: meta(id),
+                offset,
+                fingerprint_len: len as u32,
+                fingerprint: fnv1a(&content[..len]),
+                path: None,
+            },
             head: Some(content[..content.len().min(FINGERPRINT_MAX_BYTES)].to_vec()),
         }
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::copies::{Contents, Truncated, Verdict};
 use super::descriptors::Descriptor;
 use super::fingerprint::{extend_head, identity, starts_with, FINGERPRINT_MAX_BYTES};
-use super::known::SharedPath;
+use super::known::{Known, SharedPath};
 use super::lines::{LineSplitter, LinesOut};
 use super::{EndReason, Shown, TailEnd, TailTaskCtx};
 use crate::record::{FileMeta, FilePosition, LineBatch};
@@ -235,10 +235,13 @@ impl FileTail {
         self.recorded_path = None;
         let fp = identity(self.key.0, self.key.1, &self.head, cur.sent);
         ctx.contents.truncated(Truncated {
-            meta: self.meta.clone(),
-            offset: cur.sent,
-            fingerprint_len: fp.fingerprint_len,
-            fingerprint: fp.fingerprint,
+            content: Known {
+                meta: self.meta.clone(),
+                offset: cur.sent,
+                fingerprint_len: fp.fingerprint_len,
+                fingerprint: fp.fingerprint,
+                path: None,
+            },
             head: Some(self.head.clone()),
         });
         self.meta = Arc::new(FileMeta {

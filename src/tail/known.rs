@@ -12,6 +12,7 @@ use crate::record::StoredPosition;
 use crate::record::{FileIdentity, FileMeta, FilePosition, LineBatch};
 
 /// A file logbelt has met, with how far it is read.
+#[derive(Debug, Clone)]
 pub struct Known {
     pub meta: Arc<FileMeta>,
     pub offset: u64,
@@ -31,10 +32,7 @@ impl Known {
     /// Its content, once truncated away from its file: a copy may continue it.
     pub fn truncated(&self) -> Truncated {
         Truncated {
-            meta: self.meta.clone(),
-            offset: self.offset,
-            fingerprint_len: self.fingerprint_len,
-            fingerprint: self.fingerprint,
+            content: self.clone(),
             head: None,
         }
     }

@@ -266,24 +266,21 @@ impl Tailer {
         );
     }
 
-    /// The tailed file `key` is found at `path`: when its current path no longer leads to it
-    /// (renamed), it moves there, and its task records the new path.
-    fn track(&mut self, key: (u64, u64), path: &Path) {
+    /// Whether the file `key` already has a task. If so, and its current path no longer leads
+    /// to it (renamed), it moves to `path`, where the scan found it, and its task records that.
+    fn tailed_at(&mut self, key: (u64, u64), path: &Path) -> bool {
         let Some(t) = self.tailing.get(&key) else {
-            return;
+            return false;
         };
         let (current, _) = t.path.get();
-        if current == path {
-            return;
-        }
         // Two names for one file (a hard link, a symlink): keep the one it has while it lasts.
-        if std::fs::metadata(&current).is_ok_and(|m| (m.dev(), m.ino()) == key) {
-            return;
-        }
-        if t.path.set(path) {
+        let moved = current != path
+            && !std::fs::metadata(&current).is_ok_and(|m| (m.dev(), m.ino()) == key);
+        if moved && t.path.set(path) {
             tracing::debug!(from = %Shown(&current.to_string_lossy()), to = %Shown(&path.to_string_lossy()), "Tailed file renamed.");
             wake(&t.wake);
         }
+        true
     }
 
     /// Looks for files that match the globs and are not tailed yet.
@@ -332,9 +329,7 @@ impl Tailer {
             }
             return;
         }
-        let key = (meta.dev(), meta.ino());
-        if self.tailing.contains_key(&key) {
-            self.track(key, &path);
+        if self.tailed_at((meta.dev(), meta.ino()), &path) {
             return;
         }
         let Some(descriptor) = descriptor.or_else(|| self.descriptors.try_take()) else {
@@ -363,8 +358,7 @@ impl Tailer {
         // (rotation): what counts is the file actually opened. Deciding on the stale key would
         // give the new file the old one's identity, and the new file a second task later.
         let key = (meta.dev(), meta.ino());
-        if self.tailing.contains_key(&key) {
-            self.track(key, &path);
+        if self.tailed_at(key, &path) {
             return;
         }
         if let Some(kind) = compression(&head) {
