@@ -181,13 +181,11 @@ fn metrics_count_exactly_what_was_read_and_stored(b: Backend) {
     d.assert_exit_ok();
 }
 
-both_backends!(restart_counters_are_rendered_at_zero);
-/// README "Monitoring": a clean run's page shows `logbelt_restarts_total{stage="parser"} 0`
-/// (a counter that alerting can `increase()` over from the start).
-fn restart_counters_are_rendered_at_zero(b: Backend) {
-    let Some(env) = TestEnv::new(b) else { return };
+/// A logbelt with the endpoint on that has committed 10 good lines, and its page once the
+/// commit is counted.
+fn clean_run(env: &TestEnv) -> (crate::util::Daemon, Scrape) {
     let addr = free_addr();
-    write_config_with(&env, &env.config(), &[listen(addr)]);
+    write_config_with(env, &env.config(), &[listen(addr)]);
     let mut w = Written::new();
     w.append(&env.log("a.jsonl"), &json_lines("a", 0, 10));
     let mut d = env.start();
@@ -197,6 +195,15 @@ fn restart_counters_are_rendered_at_zero(b: Backend) {
     let m = wait_scrape(addr, "the commit counted", |m| {
         m.counter("logbelt_rows_written_total", &[]) >= 10.0
     });
+    (d, m)
+}
+
+both_backends!(restart_counters_are_rendered_at_zero);
+/// README "Monitoring": a clean run's page shows `logbelt_restarts_total{stage="parser"} 0`
+/// (a counter that alerting can `increase()` over from the start).
+fn restart_counters_are_rendered_at_zero(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    let (mut d, m) = clean_run(&env);
     assert_eq!(
         m.get("logbelt_restarts_total", &[("stage", "parser")]),
         Some(0.0),
@@ -212,17 +219,7 @@ both_backends!(dead_letter_counters_are_rendered_at_zero_before_any_dead_letter)
 /// at 0 for each reason before any dead letter, so that `increase()` and alerts work from 0.
 fn dead_letter_counters_are_rendered_at_zero_before_any_dead_letter(b: Backend) {
     let Some(env) = TestEnv::new(b) else { return };
-    let addr = free_addr();
-    write_config_with(&env, &env.config(), &[listen(addr)]);
-    let mut w = Written::new();
-    w.append(&env.log("a.jsonl"), &json_lines("a", 0, 10));
-    let mut d = env.start();
-    d.wait_started();
-    wait_endpoint(addr, &mut d);
-    env.db.wait_rows(10, Some(&mut d));
-    let m = wait_scrape(addr, "the commit counted", |m| {
-        m.counter("logbelt_rows_written_total", &[]) >= 10.0
-    });
+    let (mut d, m) = clean_run(&env);
     assert_eq!(env.db.dead_count(), 0, "no dead letter in this input");
     for reason in [
         "invalid_utf8",
