@@ -26,6 +26,10 @@ pub struct FileTail {
     /// The path the `files` table has for this file (`None`: no row yet). When the file has
     /// moved and has nothing new to send, an empty batch records the new path.
     pub recorded_path: Option<Arc<str>>,
+    /// The file's row does not describe it yet (a copy that took over truncated content, or
+    /// one read to its end on arrival): an empty batch records its path and identity even when
+    /// it has no line to send.
+    pub row_outdated: bool,
     /// The open file, shared with the blocking reads (positional: no seek state). `None` while
     /// closed: idle, its descriptor lent to a file that waited for one.
     pub file: Option<Arc<std::fs::File>>,
@@ -335,10 +339,11 @@ impl FileTail {
         path_str: &Arc<str>,
     ) -> Turn {
         let moved = !self.unsettled
-            && self
-                .recorded_path
-                .as_ref()
-                .is_some_and(|p| **p != **path_str);
+            && (self.row_outdated
+                || self
+                    .recorded_path
+                    .as_ref()
+                    .is_some_and(|p| **p != **path_str));
         if cur.splitter.boundary() > cur.sent || moved {
             self.send(ctx, cur, path_str).await?;
         }
@@ -427,9 +432,8 @@ impl FileTail {
                 tracing::info!(path = %Shown(path), position = offset, "A copy of truncated content (copytruncate); reading on where the original stopped.");
                 self.meta = meta;
                 self.offset = offset;
-                // The row names the original: record the copy's path and identity even if it
-                // has no line to add.
-                self.recorded_path = Some(Arc::from(""));
+                // The row names the original: record the copy's path and identity.
+                self.row_outdated = true;
             }
             Verdict::Continues { offset, .. } => {
                 // The original was read past the point where the copy was taken: nothing in the
@@ -437,7 +441,7 @@ impl FileTail {
                 tracing::info!(path = %Shown(path), position = offset, size, "A copy of truncated content that was read to its end; following it from its end.");
                 self.offset = size;
                 // Its row (a new file id) records that it is read, for after a restart.
-                self.recorded_path = Some(Arc::from(""));
+                self.row_outdated = true;
             }
         }
         self.unsettled = false;
@@ -555,6 +559,7 @@ impl FileTail {
         let position = self.position(path, offset, false);
         self.hand_over(ctx, lines, bytes, position).await?;
         self.recorded_path = Some(path.clone());
+        self.row_outdated = false;
         cur.sent = offset;
         Ok(())
     }

@@ -414,6 +414,7 @@ impl Tailer {
             meta: file_meta,
             path: shared_path.clone(),
             recorded_path,
+            row_outdated: false,
             file: Some(file),
             descriptor: Some(descriptor),
             offset,
