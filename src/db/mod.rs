@@ -263,6 +263,27 @@ pub fn check_reachable(config: &DatabaseConfig) -> Result<(), DbError> {
     }
 }
 
+/// One host's rows of `files` as [`PositionRow`]s, oldest commit first: the query both backends
+/// run at start, for the `files` table of either schema module (their instant types differ).
+macro_rules! positions_query {
+    ($files:ident, $host:expr) => {
+        $files::table
+            .filter($files::host.eq($host))
+            .order($files::updated_at.asc())
+            .select((
+                $files::id,
+                $files::source,
+                $files::path,
+                $files::dev,
+                $files::inode,
+                $files::fingerprint_len,
+                $files::fingerprint,
+                $files::committed_offset,
+            ))
+    };
+}
+pub(crate) use positions_query;
+
 /// A row of `files` as both backends read it back.
 #[derive(diesel::Queryable)]
 pub struct PositionRow {

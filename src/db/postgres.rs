@@ -21,7 +21,7 @@ use diesel::sql_types::{Bool, Jsonb, Nullable, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::schema::postgres::{dead_letters, files, log_events};
-use super::{final_positions, DbError, ErrorKind, PositionRow, Store};
+use super::{final_positions, positions_query, DbError, ErrorKind, PositionRow, Store};
 use crate::record::RecordBatch;
 use crate::record::StoredPosition;
 use crate::redact::redact;
@@ -390,20 +390,8 @@ pub fn check_reachable(url: &str) -> Result<(), DbError> {
 
 impl Store for PgStore {
     fn load_positions(&mut self, host: &str) -> Result<Vec<StoredPosition>, DbError> {
-        let loaded: QueryResult<Vec<PositionRow>> = files::table
-            .filter(files::host.eq(host))
-            .order(files::updated_at.asc())
-            .select((
-                files::id,
-                files::source,
-                files::path,
-                files::dev,
-                files::inode,
-                files::fingerprint_len,
-                files::fingerprint,
-                files::committed_offset,
-            ))
-            .load(self.conn()?);
+        let loaded: QueryResult<Vec<PositionRow>> =
+            positions_query!(files, host).load(self.conn()?);
         let rows = loaded.map_err(|e| self.failed("cannot read file positions", e))?;
         Ok(rows.into_iter().map(StoredPosition::from).collect())
     }
@@ -513,11 +501,33 @@ fn write(
     Ok(())
 }
 
+/// What the server says when the same transaction can succeed if tried again (diesel does not
+/// expose the SQLSTATE, so the message is all there is to go by).
+const TRANSIENT_MESSAGES: &[&str] = &[
+    // Server shutting down / restarting / not accepting connections, admin cancel.
+    "terminating connection",
+    "shutting down",
+    "starting up",
+    "server closed the connection",
+    "could not connect",
+    "no connection",
+    // A deadlock, or a lock/statement timeout an operator set.
+    "deadlock detected",
+    "canceling statement due to",
+    // Insufficient resources (SQLSTATE class 53): a full server, disk or memory can recover.
+    "too many clients",
+    "too many connections",
+    "remaining connection slots",
+    "could not extend file",
+    "No space left on device",
+    "out of memory",
+];
+
 /// Transient: the connection failed, the server is going away, restarting or out of resources,
 /// or a serialization race. Fatal: an integrity constraint of the schema. Permanent: anything
 /// else the server refused — maybe the data of one line, which the writer tells apart by
 /// trying a neutral row in its place; a refusal that a missing grant explains is turned fatal
-/// by [`PgStore::failed`]. (diesel does not expose the SQLSTATE, hence the structural test.)
+/// by [`PgStore::failed`].
 fn classify(context: &str, e: DieselError) -> DbError {
     let message = if context.is_empty() {
         redact(&e.to_string())
@@ -537,33 +547,13 @@ fn classify(context: &str, e: DieselError) -> DbError {
             | DatabaseErrorKind::CheckViolation
             | DatabaseErrorKind::RestrictViolation
             | DatabaseErrorKind::ExclusionViolation => DbError::fatal(message),
-            _ => {
-                let m = info.message();
-                // Server shutting down / restarting / not accepting connections, admin cancel.
-                if m.contains("terminating connection")
-                    || m.contains("shutting down")
-                    || m.contains("starting up")
-                    || m.contains("server closed the connection")
-                    || m.contains("could not connect")
-                    || m.contains("no connection")
-                    // A deadlock, or a lock/statement timeout an operator set: the same
-                    // transaction can succeed when tried again.
-                    || m.contains("deadlock detected")
-                    || m.contains("canceling statement due to")
-                    // Insufficient resources (SQLSTATE class 53): a full server, disk or memory
-                    // can recover.
-                    || m.contains("too many clients")
-                    || m.contains("too many connections")
-                    || m.contains("remaining connection slots")
-                    || m.contains("could not extend file")
-                    || m.contains("No space left on device")
-                    || m.contains("out of memory")
-                {
-                    DbError::transient(message)
-                } else {
-                    DbError::permanent(message)
-                }
+            _ if TRANSIENT_MESSAGES
+                .iter()
+                .any(|needle| info.message().contains(needle)) =>
+            {
+                DbError::transient(message)
             }
+            _ => DbError::permanent(message),
         },
         DieselError::BrokenTransactionManager | DieselError::RollbackErrorOnCommit { .. } => {
             DbError::transient(message)

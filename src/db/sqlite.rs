@@ -14,7 +14,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::schema::sqlite::files;
-use super::{final_positions, DbError, FileCheck, PositionRow, Store};
+use super::{final_positions, positions_query, DbError, FileCheck, PositionRow, Store};
 use crate::parse::{format_timestamp_micros, write_timestamp_micros};
 use crate::record::RecordBatch;
 use crate::record::StoredPosition;
@@ -213,19 +213,7 @@ pub fn check_reachable(path: &Path) -> Result<(), DbError> {
 
 impl Store for SqliteStore {
     fn load_positions(&mut self, host: &str) -> Result<Vec<StoredPosition>, DbError> {
-        let rows: Vec<PositionRow> = files::table
-            .filter(files::host.eq(host))
-            .order(files::updated_at.asc())
-            .select((
-                files::id,
-                files::source,
-                files::path,
-                files::dev,
-                files::inode,
-                files::fingerprint_len,
-                files::fingerprint,
-                files::committed_offset,
-            ))
+        let rows: Vec<PositionRow> = positions_query!(files, host)
             .load(&mut self.conn)
             .map_err(|e| classify("cannot read file positions", e))?;
         Ok(rows.into_iter().map(StoredPosition::from).collect())
