@@ -71,6 +71,16 @@ fn text<K: Kind, E: de::Error>(found: Found) -> Result<String, E> {
     }
 }
 
+/// [`text`] that must not be empty: `expected a non-empty <what>, found ""`.
+fn non_empty<K: Kind, E: de::Error>(found: Found, what: &str) -> Result<String, E> {
+    match text::<K, E>(found)? {
+        s if s.is_empty() => Err(E::custom(format_args!(
+            "expected a non-empty {what}, found \"\""
+        ))),
+        s => Ok(s),
+    }
+}
+
 /// Expands `${NAME}` from `env` and `$$` to `$`; the error is the detail after the key.
 fn expand_env(raw: &str, env: &Env) -> Result<String, String> {
     if !raw.contains('$') {
@@ -239,10 +249,7 @@ impl Kind for Host {
     }
 
     fn scalar<E: de::Error>(found: Found) -> Result<String, E> {
-        match text::<Self, E>(found)? {
-            host if host.is_empty() => Err(E::custom("expected a non-empty string, found \"\"")),
-            host => Ok(host),
-        }
+        non_empty::<Self, E>(found, "string")
     }
 }
 
@@ -293,12 +300,7 @@ impl Kind for FieldName {
     }
 
     fn scalar<E: de::Error>(found: Found) -> Result<String, E> {
-        match text::<Self, E>(found)? {
-            name if name.is_empty() => {
-                Err(E::custom("expected a non-empty field name, found \"\""))
-            }
-            name => Ok(name),
-        }
+        non_empty::<Self, E>(found, "field name")
     }
 }
 
