@@ -95,6 +95,35 @@ fn row<T>(t: RowTuple<T>, ts: impl Fn(T) -> String) -> Row {
     }
 }
 
+/// The `files` rows and the totals, read through `$schema` (the backend's table definitions:
+/// the same tables, but not the same Rust types); `$ts` turns its `updated_at` into text.
+macro_rules! status_rows {
+    ($conn:expr, $schema:ident, $ts:expr) => {{
+        use $schema::{dead_letters, files, log_events};
+        let rows: Vec<RowTuple<_>> = files::table
+            .select((
+                files::id,
+                files::host,
+                files::source,
+                files::path,
+                files::dev,
+                files::inode,
+                files::committed_offset,
+                files::updated_at,
+            ))
+            .load($conn)?;
+        let totals = Totals {
+            files: rows.len() as i64,
+            log_events: log_events::table.count().get_result($conn)?,
+            dead_letters: dead_letters::table.count().get_result($conn)?,
+        };
+        Ok((
+            rows.into_iter().map(|t| row(t, $ts)).collect::<Vec<Row>>(),
+            totals,
+        ))
+    }};
+}
+
 /// `logbelt status`: prints the table (or the JSON document) on stdout.
 ///
 /// # Errors
@@ -119,58 +148,8 @@ pub fn collect(config: &Config) -> Result<Status, InspectError> {
     let (rows, totals) = read_only(
         &mut db,
         &config.database,
-        |c| {
-            use sqlite::{dead_letters, files, log_events};
-            let rows: Vec<RowTuple<String>> = files::table
-                .select((
-                    files::id,
-                    files::host,
-                    files::source,
-                    files::path,
-                    files::dev,
-                    files::inode,
-                    files::committed_offset,
-                    files::updated_at,
-                ))
-                .load(c)?;
-            let totals = Totals {
-                files: rows.len() as i64,
-                log_events: log_events::table.count().get_result(c)?,
-                dead_letters: dead_letters::table.count().get_result(c)?,
-            };
-            Ok((
-                rows.into_iter()
-                    .map(|t| row(t, |s| s))
-                    .collect::<Vec<Row>>(),
-                totals,
-            ))
-        },
-        |c| {
-            use pg::{dead_letters, files, log_events};
-            let rows: Vec<RowTuple<DateTime<Utc>>> = files::table
-                .select((
-                    files::id,
-                    files::host,
-                    files::source,
-                    files::path,
-                    files::dev,
-                    files::inode,
-                    files::committed_offset,
-                    files::updated_at,
-                ))
-                .load(c)?;
-            let totals = Totals {
-                files: rows.len() as i64,
-                log_events: log_events::table.count().get_result(c)?,
-                dead_letters: dead_letters::table.count().get_result(c)?,
-            };
-            Ok((
-                rows.into_iter()
-                    .map(|t| row(t, format_ts))
-                    .collect::<Vec<Row>>(),
-                totals,
-            ))
-        },
+        |c| status_rows!(c, sqlite, |s| s),
+        |c| status_rows!(c, pg, format_ts),
     )?;
     let this_host = &config.agent.host;
     let mut files: Vec<FileStatus> = rows
