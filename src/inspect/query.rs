@@ -264,39 +264,49 @@ fn sqlite_ts(t: DateTime<Utc>) -> String {
     format_timestamp_micros(t.timestamp_micros())
 }
 
+/// A boxed query of `log_events` through `$e` (the backend's table: the same columns, but not
+/// the same Rust types) with `$fields` as the object's text and the filters both backends apply
+/// alike: time (`$ts` turns an instant into what the `ts` column holds), levels, source, host.
+macro_rules! events_query {
+    ($e:ident, $fields:expr, $f:expr, $ts:expr) => {{
+        let mut q = $e::table
+            .select((
+                $e::ts,
+                $e::level,
+                $e::message,
+                $e::source,
+                $e::host,
+                $e::file_id,
+                $e::file_offset,
+                $fields,
+            ))
+            .into_boxed();
+        if let Some(t) = $f.since {
+            q = q.filter($e::ts.ge($ts(t)));
+        }
+        if let Some(t) = $f.until {
+            q = q.filter($e::ts.lt($ts(t)));
+        }
+        if !$f.levels.is_empty() {
+            q = q.filter($e::level.eq_any($f.levels.clone()));
+        }
+        if let Some(s) = &$f.source {
+            q = q.filter($e::source.eq(s.clone()));
+        }
+        if let Some(h) = &$f.host {
+            q = q.filter($e::host.eq(h.clone()));
+        }
+        q
+    }};
+}
+
 fn fetch_sqlite(
     c: &mut diesel::sqlite::SqliteConnection,
     f: &Filters,
 ) -> Result<Vec<Event>, InspectError> {
     use functions::{instr, lower};
     use sqlite::log_events as e;
-    let mut q = e::table
-        .select((
-            e::ts,
-            e::level,
-            e::message,
-            e::source,
-            e::host,
-            e::file_id,
-            e::file_offset,
-            e::fields,
-        ))
-        .into_boxed();
-    if let Some(t) = f.since {
-        q = q.filter(e::ts.ge(sqlite_ts(t)));
-    }
-    if let Some(t) = f.until {
-        q = q.filter(e::ts.lt(sqlite_ts(t)));
-    }
-    if !f.levels.is_empty() {
-        q = q.filter(e::level.eq_any(f.levels.clone()));
-    }
-    if let Some(s) = &f.source {
-        q = q.filter(e::source.eq(s.clone()));
-    }
-    if let Some(h) = &f.host {
-        q = q.filter(e::host.eq(h.clone()));
-    }
+    let mut q = events_query!(e, e::fields, f, sqlite_ts);
     if let Some(g) = &f.grep {
         q = q.filter(
             instr(lower(e::message), lower(g.clone())).gt(0).or(instr(
@@ -331,33 +341,7 @@ fn fetch_pg(c: &mut diesel::pg::PgConnection, f: &Filters) -> Result<Vec<Event>,
     // A constant SQL fragment (no user input): the object as text.
     let fields_text = || diesel::dsl::sql::<Text>(r#""log_events"."fields"::text"#);
     let filtered = || {
-        let mut q = e::table
-            .select((
-                e::ts,
-                e::level,
-                e::message,
-                e::source,
-                e::host,
-                e::file_id,
-                e::file_offset,
-                fields_text(),
-            ))
-            .into_boxed();
-        if let Some(t) = f.since {
-            q = q.filter(e::ts.ge(t));
-        }
-        if let Some(t) = f.until {
-            q = q.filter(e::ts.lt(t));
-        }
-        if !f.levels.is_empty() {
-            q = q.filter(e::level.eq_any(f.levels.clone()));
-        }
-        if let Some(s) = &f.source {
-            q = q.filter(e::source.eq(s.clone()));
-        }
-        if let Some(h) = &f.host {
-            q = q.filter(e::host.eq(h.clone()));
-        }
+        let mut q = events_query!(e, fields_text(), f, std::convert::identity);
         if let Some(g) = &f.grep {
             let pattern = format!("%{}%", escape_like(g));
             q = q.filter(
