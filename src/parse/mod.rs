@@ -516,43 +516,37 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_a_clean_error() {
-        let brackets = "[".repeat(10_000);
-        assert_eq!(
-            err(brackets.as_bytes()),
-            "invalid JSON at column 128: recursion limit exceeded"
-        );
-        assert_depth_matches_value(&brackets);
-
-        let objects = "{\"a\":".repeat(100_000);
-        assert_eq!(
-            err(objects.as_bytes()),
-            "invalid JSON at column 636: recursion limit exceeded"
-        );
-        assert_depth_matches_value(&objects);
-
-        // Balanced, so valid JSON: still refused past the limit, like serde_json::Value does.
-        let balanced = format!("{}{}", "[".repeat(128), "]".repeat(128));
-        assert_depth_matches_value(&balanced);
+        // Too deep: refused at the column where the 128th level opens.
         let inside = format!(
             "{{\"msg\":\"x\",\"a\":{}{}}}",
             "[".repeat(127),
             "]".repeat(127)
         );
-        assert_eq!(
-            err(inside.as_bytes()),
-            "invalid JSON at column 142: recursion limit exceeded"
-        );
-        assert_depth_matches_value(&inside);
-        // 100,000 levels inside a skipped field, balanced: no stack overflow either.
-        let huge = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_depth_matches_value(&huge);
-        // Also inside a captured timestamp field, which is decoded.
-        let ts = format!(
-            "{{\"t\":{}{}}}",
-            "{\"$date\":".repeat(50_000),
-            "}".repeat(50_000)
-        );
-        assert_depth_matches_value(&ts);
+        for (line, column) in [
+            ("[".repeat(10_000), 128),
+            ("{\"a\":".repeat(100_000), 636),
+            (inside, 142),
+        ] {
+            assert_eq!(
+                err(line.as_bytes()),
+                format!("invalid JSON at column {column}: recursion limit exceeded")
+            );
+            assert_depth_matches_value(&line);
+        }
+        for line in [
+            // Balanced, so valid JSON: still refused past the limit, like serde_json::Value does.
+            format!("{}{}", "[".repeat(128), "]".repeat(128)),
+            // 100,000 levels inside a skipped field, balanced: no stack overflow either.
+            format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000)),
+            // Also inside a captured timestamp field, which is decoded.
+            format!(
+                "{{\"t\":{}{}}}",
+                "{\"$date\":".repeat(50_000),
+                "}".repeat(50_000)
+            ),
+        ] {
+            assert_depth_matches_value(&line);
+        }
 
         // Exactly at the limit: accepted (127 levels, the top-level object included).
         let at_limit = format!(
