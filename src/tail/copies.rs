@@ -280,104 +280,100 @@ mod tests {
         }
     }
 
+    /// A [`Contents`] and a directory for the files it is shown.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        contents: Contents,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Fixture {
+                dir: tempfile::tempdir().expect("tempdir"),
+                contents: Contents::default(),
+            }
+        }
+
+        /// Remembers `content` of file 7, truncated when its position was at `offset`.
+        fn after_truncating(content: &[u8], offset: u64) -> Self {
+            let f = Fixture::new();
+            f.contents.truncated(truncated(7, content, offset));
+            f
+        }
+
+        /// Tails the file (1, 1), which holds `bytes`.
+        fn with_live(bytes: &[u8]) -> Self {
+            let f = Fixture::new();
+            let live = file_with(f.dir.path(), "live", bytes);
+            f.contents.live((1, 1), live, head(bytes));
+            f
+        }
+
+        /// What the new file `key`, holding `bytes`, is.
+        fn classify(&self, key: (u64, u64), bytes: &[u8]) -> Verdict {
+            let file = file_with(self.dir.path(), &format!("{}-{}", key.0, key.1), bytes);
+            self.contents
+                .classify(key, head(bytes), bytes.len() as u64, &file)
+        }
+    }
+
+    /// A file's first bytes, as the tailer reads them.
+    fn head(bytes: &[u8]) -> &[u8] {
+        &bytes[..bytes.len().min(FINGERPRINT_MAX_BYTES)]
+    }
+
     #[test]
     fn a_copy_of_truncated_content_continues_it_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
         let content = b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n";
-        let copy = file_with(dir.path(), "copy", content);
-        let c = Contents::default();
-        c.truncated(truncated(7, content, 16));
-        match c.classify((1, 2), content, content.len() as u64, &copy) {
+        let f = Fixture::after_truncating(content, 16);
+        match f.classify((1, 2), content) {
             Verdict::Continues { meta, offset } => assert_eq!((meta.id, offset), (7, 16)),
             v => panic!("{v:?}"),
         }
         // Claimed: a second copy of the same content is a new file.
-        assert!(matches!(
-            c.classify((1, 3), content, content.len() as u64, &copy),
-            Verdict::New
-        ));
+        assert!(matches!(f.classify((1, 3), content), Verdict::New));
     }
 
     #[test]
     fn a_file_sharing_only_a_header_with_truncated_content_is_new() {
-        let dir = tempfile::tempdir().expect("tempdir");
         let old = b"ts,level,msg\n1,info,a\n2,info,b\n";
+        let f = Fixture::after_truncating(old, old.len() as u64);
         let new = b"ts,level,msg\n9,warn,z\n";
-        let f = file_with(dir.path(), "new", new);
-        let c = Contents::default();
-        c.truncated(truncated(7, old, old.len() as u64));
-        assert!(matches!(
-            c.classify((1, 2), new, new.len() as u64, &f),
-            Verdict::New
-        ));
+        assert!(matches!(f.classify((1, 2), new), Verdict::New));
     }
 
     #[test]
     fn a_copy_still_shorter_than_the_fingerprint_waits() {
-        let dir = tempfile::tempdir().expect("tempdir");
         let content = b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n";
-        let f = file_with(dir.path(), "copy", &content[..5]);
-        let c = Contents::default();
-        c.truncated(truncated(7, content, content.len() as u64));
-        assert!(matches!(
-            c.classify((1, 2), &content[..5], 5, &f),
-            Verdict::Wait
-        ));
+        let f = Fixture::after_truncating(content, content.len() as u64);
+        assert!(matches!(f.classify((1, 2), &content[..5]), Verdict::Wait));
     }
 
     #[test]
     fn a_copy_of_a_live_file_waits_and_a_file_sharing_its_header_does_not() {
-        let dir = tempfile::tempdir().expect("tempdir");
         let mut original = b"header line\n".to_vec();
         for i in 0..200 {
             original.extend_from_slice(format!("{{\"seq\":{i}}}\n").as_bytes());
         }
-        let live = file_with(dir.path(), "live", &original);
-        let c = Contents::default();
-        c.live((1, 1), live, &original[..FINGERPRINT_MAX_BYTES]);
-
-        let part = &original[..1500];
-        let copy = file_with(dir.path(), "copy", part);
+        let f = Fixture::with_live(&original);
         assert!(matches!(
-            c.classify((1, 2), &part[..FINGERPRINT_MAX_BYTES], 1500, &copy),
+            f.classify((1, 2), &original[..1500]),
             Verdict::Wait
         ));
 
         // Same first KiB, different bytes after it: not a copy.
         let mut other = original[..1400].to_vec();
         other.extend_from_slice(b"{\"other\":true}\n");
-        let f = file_with(dir.path(), "other", &other);
-        assert!(matches!(
-            c.classify(
-                (1, 3),
-                &other[..FINGERPRINT_MAX_BYTES],
-                other.len() as u64,
-                &f
-            ),
-            Verdict::New
-        ));
+        assert!(matches!(f.classify((1, 3), &other), Verdict::New));
 
         // Only the header line in common.
         let small = b"header line\n{\"x\":1}\n";
-        let f = file_with(dir.path(), "small", small);
-        assert!(matches!(
-            c.classify((1, 4), small, small.len() as u64, &f),
-            Verdict::New
-        ));
+        assert!(matches!(f.classify((1, 4), small), Verdict::New));
     }
 
     #[test]
     fn a_file_longer_than_a_short_live_file_with_its_bytes_as_prefix_is_new() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let live_bytes = b"hdr\n";
-        let live = file_with(dir.path(), "live", live_bytes);
-        let c = Contents::default();
-        c.live((1, 1), live, live_bytes);
-        let longer = b"hdr\nrow\n";
-        let f = file_with(dir.path(), "longer", longer);
-        assert!(matches!(
-            c.classify((1, 2), longer, longer.len() as u64, &f),
-            Verdict::New
-        ));
+        let f = Fixture::with_live(b"hdr\n");
+        assert!(matches!(f.classify((1, 2), b"hdr\nrow\n"), Verdict::New));
     }
 }
