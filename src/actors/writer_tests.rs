@@ -41,6 +41,14 @@ struct FakeStore {
 }
 
 impl FakeStore {
+    /// A store whose next commits have these outcomes.
+    fn scripted(outcomes: &[Outcome]) -> Self {
+        FakeStore {
+            script: outcomes.iter().copied().collect(),
+            ..FakeStore::default()
+        }
+    }
+
     /// The error the database gives for these batches' rows, if it refuses one.
     fn refusal(&self, batches: &[RecordBatch]) -> Option<DbError> {
         for b in batches {
@@ -165,10 +173,7 @@ fn commit(store: &mut FakeStore, batches: &mut [RecordBatch]) -> Result<(), DbEr
 
 #[test]
 fn transient_errors_are_retried_until_the_commit_lands() {
-    let mut store = FakeStore {
-        script: [Outcome::Transient, Outcome::Transient].into(),
-        ..FakeStore::default()
-    };
+    let mut store = FakeStore::scripted(&[Outcome::Transient, Outcome::Transient]);
     let mut batches = [batch(7, &["{\"a\":1}", "{\"a\":2}"])];
     commit(&mut store, &mut batches).expect("commits");
     assert_eq!(store.commits_tried, 3);
@@ -178,10 +183,7 @@ fn transient_errors_are_retried_until_the_commit_lands() {
 
 #[test]
 fn a_commit_whose_outcome_is_unknown_is_not_committed_twice() {
-    let mut store = FakeStore {
-        script: [Outcome::TransientAfterCommitting].into(),
-        ..FakeStore::default()
-    };
+    let mut store = FakeStore::scripted(&[Outcome::TransientAfterCommitting]);
     let mut batches = [batch(7, &["{\"a\":1}", "{\"a\":2}"]), batch(8, &["{}"])];
     commit(&mut store, &mut batches).expect("commits");
     assert_eq!(store.commits_tried, 1, "the positions showed it had landed");
@@ -190,10 +192,7 @@ fn a_commit_whose_outcome_is_unknown_is_not_committed_twice() {
 
 #[test]
 fn a_failed_commit_whose_positions_are_not_there_is_committed_again() {
-    let mut store = FakeStore {
-        script: [Outcome::Transient].into(),
-        ..FakeStore::default()
-    };
+    let mut store = FakeStore::scripted(&[Outcome::Transient]);
     let mut batches = [batch(7, &["{\"a\":1}"])];
     commit(&mut store, &mut batches).expect("commits");
     assert_eq!(store.commits_tried, 2);
@@ -244,10 +243,7 @@ fn a_database_that_refuses_every_row_is_fatal_and_no_position_moves() {
 
 #[test]
 fn a_fatal_error_is_not_retried() {
-    let mut store = FakeStore {
-        script: [Outcome::Fatal].into(),
-        ..FakeStore::default()
-    };
+    let mut store = FakeStore::scripted(&[Outcome::Fatal]);
     let mut batches = [batch(7, &["{\"a\":1}"])];
     let e = commit(&mut store, &mut batches).expect_err("fatal");
     assert!(e.is_fatal());
