@@ -66,8 +66,11 @@ pub fn connect(
 fn pragmas(mode: &OpenMode, busy_timeout: Duration) -> String {
     let busy = busy_timeout.as_millis().min(i32::MAX as u128);
     match mode {
+        // auto_vacuum takes effect only in a database with no tables yet (a new one): retention
+        // can then give freed pages back to the file system (ARCHITECTURE.md, retention).
         OpenMode::ReadWrite => format!(
-            "PRAGMA busy_timeout = {busy}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+            "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA busy_timeout = {busy}; \
+             PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
         ),
         // A reader waits for a lock rather than failing (WAL readers rarely meet one).
         OpenMode::ReadOnly => format!("PRAGMA busy_timeout = {busy};"),
