@@ -210,7 +210,9 @@ impl StageGuard {
 }
 
 impl Drop for StageGuard {
+    /// The actor that holds the guard is gone: logs it, and reports a failure unless disarmed.
     fn drop(&mut self) {
+        tracing::debug!(generation = self.generation, "{} stopped.", self.stage);
         let reason = if std::thread::panicking() {
             "panicked".to_string()
         } else {

@@ -46,10 +46,6 @@ impl Parser {
 
 impl Actor for Parser {
     type Context = Context<Self>;
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        tracing::debug!(generation = self.guard.generation, "Parser stopped.");
-    }
 }
 
 impl GuardedStage for Parser {

@@ -48,10 +48,6 @@ impl Actor for Reader {
             ctx.add_stream(ReceiverStream::new(rx));
         }
     }
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        tracing::debug!(generation = self.guard.generation, "Reader stopped.");
-    }
 }
 
 impl GuardedStage for Reader {

@@ -104,10 +104,6 @@ impl Writer {
 
 impl Actor for Writer {
     type Context = Context<Self>;
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        tracing::debug!(generation = self.guard.generation, "Writer stopped.");
-    }
 }
 
 impl Handler<Records> for Writer {
