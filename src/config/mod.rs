@@ -28,6 +28,7 @@
 
 mod error;
 mod kinds;
+mod retention;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -43,6 +44,7 @@ use toml::de::DeTable;
 
 pub use error::{cap_echo, ConfigError, Location, ECHO_MAX_CHARS};
 use kinds::{default_int, default_ms, defaults, ranged, ranged_ms, read, table, Flag, List, Table};
+pub use retention::{shown_size, shown_span, RetentionConfig};
 use rules::{FieldName, Host, IncludePattern, Listen, SourceName};
 
 use crate::redact::redact;
@@ -85,6 +87,9 @@ pub struct Config {
     /// `[metrics]`: the Prometheus and health endpoint.
     #[serde(default = "defaults", deserialize_with = "table")]
     pub metrics: MetricsConfig,
+    /// `[retention]`: how long rows are kept and how much room they may take.
+    #[serde(default = "defaults", deserialize_with = "table")]
+    pub retention: RetentionConfig,
 }
 
 /// `[database]`.
@@ -137,6 +142,19 @@ pub struct DatabaseConfig {
         deserialize_with = "ranged_ms::<1, 3_600_000, _>"
     )]
     pub retry_max_backoff: Duration,
+    /// `partition_interval`: PostgreSQL only: the time each partition of `log_events` and
+    /// `dead_letters` covers, by `ingested_at`, from `"1m"` to `"400d"` (default `"1d"`).
+    /// Retention drops whole partitions, so rows live up to one interval past `max_age`.
+    /// Partitions start at multiples of the interval since 1970-01-01 UTC.
+    #[serde(
+        default = "default_partition_interval",
+        deserialize_with = "read::<retention::Span<60, { retention::MAX_SPAN_SECS }>, _>"
+    )]
+    pub partition_interval: Duration,
+}
+
+fn default_partition_interval() -> Duration {
+    Duration::from_secs(86_400)
 }
 
 /// Which database, from `database.url`.

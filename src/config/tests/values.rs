@@ -443,3 +443,50 @@ restart_backoff_max_ms = 10
         }
     );
 }
+
+#[test]
+fn retention_limits_are_spans_and_sizes() {
+    let none = load(MINIMAL).unwrap();
+    assert_eq!(none.retention, RetentionConfig::default());
+    assert!(!none.retention.limits_anything());
+    assert_eq!(none.retention.check_interval, Duration::from_secs(60));
+    assert_eq!(
+        none.database.partition_interval,
+        Duration::from_secs(86_400)
+    );
+
+    let text = format!(
+        "{MINIMAL}[retention]\nmax_age = \"30d\"\nmax_bytes = \"20GiB\"\ncheck_interval = \"10s\"\n"
+    );
+    let set = load(&text).unwrap();
+    assert_eq!(
+        set.retention.max_age,
+        Some(Duration::from_secs(30 * 86_400))
+    );
+    assert_eq!(set.retention.max_bytes, Some(20 << 30));
+    assert_eq!(set.retention.check_interval, Duration::from_secs(10));
+    assert!(set.retention.limits_anything());
+}
+
+#[test]
+fn retention_errors_say_what_a_span_or_size_looks_like() {
+    assert_eq!(
+        error_with("[retention]\nmax_age = \"30\"\n"),
+        "/tmp/x/logbelt.toml:9:11: retention.max_age: expected a duration from 1s to 400d such as \"30s\", \"15m\", \"12h\" or \"30d\", found \"30\""
+    );
+    assert_eq!(
+        error_with("[retention]\nmax_bytes = \"1KiB\"\n"),
+        "/tmp/x/logbelt.toml:9:13: retention.max_bytes: expected a size from 1MiB to 1PiB such as \"500MiB\" or \"20GiB\", found \"1KiB\""
+    );
+    assert_eq!(
+        error_with("[retention]\ncheck_interval = 5\n"),
+        "/tmp/x/logbelt.toml:9:18: retention.check_interval: expected a duration from 1s to 1d such as \"30s\", \"15m\", \"12h\" or \"30d\", found 5"
+    );
+    assert_eq!(
+        error(&MINIMAL.replace(
+            "[database]\n",
+            "[database]\npartition_interval = \"30s\"\n"
+        )),
+        "/tmp/x/logbelt.toml:3:22: database.partition_interval: expected a duration from 1m to 400d such as \"30s\", \"15m\", \"12h\" or \"30d\", found \"30s\""
+    );
+}
