@@ -26,6 +26,10 @@
 //! - [`logrotate`]: the real `logrotate` (`create`, `copytruncate`, `delaycompress` +
 //!   `compress`) while a writer appends: every line on disk stored once, latency after each
 //!   rotation (skipped without logrotate, or failing when `LOGBELT_REQUIRE_LOGROTATE=1`).
+//! - [`fleet`]: sixteen agents into one PostgreSQL, directly and through PgBouncer in
+//!   transaction pooling mode (skipped without pgbouncer, or failing when
+//!   `LOGBELT_REQUIRE_PGBOUNCER=1`); PgBouncer's client limit at start; a held table lock
+//!   (`lock_timeout`).
 //!
 //! PostgreSQL tests run when `LOGBELT_TEST_POSTGRES_URL` is set (an admin URL: each test
 //! creates and drops its own database); otherwise they are compiled as ignored (`build.rs`), or
@@ -38,9 +42,11 @@ mod bad_input;
 mod chaos;
 mod cli;
 mod corpus;
+mod diskfull;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod files;
+mod fleet;
 mod hostile;
 mod inspect;
 mod logrotate;

@@ -104,6 +104,8 @@ impl DbError {
             "too many clients",
             "too many connections",
             "remaining connection slots",
+            // PgBouncer at its `max_client_conn`.
+            "no more connections allowed",
             "the database system is starting up",
             "the database system is shutting down",
             "the database system is in recovery mode",
@@ -247,7 +249,10 @@ pub fn open(config: &DatabaseConfig) -> Result<Box<dyn Store>, DbError> {
             path,
             config.busy_timeout,
         )?)),
-        DatabaseUrl::Postgres { url } => Ok(Box::new(postgres::PgStore::open(url)?)),
+        DatabaseUrl::Postgres { url } => Ok(Box::new(postgres::PgStore::open(
+            url,
+            config.busy_timeout,
+        )?)),
     }
 }
 

@@ -1,15 +1,21 @@
 //! PostgreSQL store: the production backend, many hosts into one database. Rows go in by binary
 //! `COPY` (`diesel::copy_from`, ~3× batched INSERT: ARCHITECTURE.md §8); dead letters and positions in the
-//! same transaction. Migrations (`migrations/postgres`) run under an advisory lock, so several
-//! logbelt processes may start at the same moment; when the schema is current nothing is created
-//! or locked, so a role without CREATE can run logbelt, and its grants are checked at start
-//! (a missing one is named, with its `GRANT`). A broken connection is re-established at the
-//! next commit.
+//! same transaction. Migrations (`migrations/postgres`) run in one transaction that first takes a
+//! transaction-level advisory lock, so several logbelt processes may start at the same moment,
+//! also through PgBouncer in transaction pooling mode (no session state is relied on: no
+//! session advisory lock, no named prepared statement, `SET LOCAL` only); when the schema is
+//! current nothing is created or locked, so a role without CREATE can run logbelt, and its
+//! grants are checked at start (a missing one is named, with its `GRANT`). Every transaction runs
+//! with `lock_timeout` and `statement_timeout` ([`Timeouts`]): a held lock or a stuck statement
+//! becomes a transient error, retried, never a silent hang. A broken connection is
+//! re-established at the next commit.
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use diesel::connection::{CacheSize, SimpleConnection};
 use diesel::deserialize::FromSqlRow;
 use diesel::expression::AsExpression;
 use diesel::migration::MigrationSource;
@@ -28,8 +34,16 @@ use crate::redact::redact;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
-/// Key of the advisory lock held while migrating (any constant unlikely to collide).
+/// Key of the transaction-level advisory lock the migration transaction takes first (any
+/// constant unlikely to collide).
 const MIGRATION_LOCK_KEY: i64 = 0x6c6f_6762_656c_7401;
+
+/// `statement_timeout` is this many times `lock_timeout`…
+const STATEMENT_TIMEOUT_FACTOR: u32 = 10;
+/// …and at least this: a COPY of `batch_rows` rows into a loaded server takes well under a
+/// second; a statement that runs this long is stuck (a full disk that blocks, a frozen server),
+/// and failing it lets logbelt say so and retry.
+const STATEMENT_TIMEOUT_FLOOR: Duration = Duration::from_secs(30);
 
 /// Most dead letters per INSERT statement: 8 columns × 4,000 stays under PostgreSQL's 65,535
 /// bind parameters.
@@ -39,6 +53,69 @@ pub struct PgStore {
     url: String,
     /// None after a connection-level failure: the next commit reconnects.
     conn: Option<PgConnection>,
+    timeouts: Timeouts,
+}
+
+/// What every transaction of logbelt sets with `SET LOCAL` (session settings would not survive
+/// PgBouncer's transaction pooling): `lock_timeout` is `[database] busy_timeout_ms` (0 there,
+/// "fail at once", is 1 ms here: PostgreSQL reads 0 as "wait forever"); `statement_timeout` is
+/// [`STATEMENT_TIMEOUT_FACTOR`] times that, at least [`STATEMENT_TIMEOUT_FLOOR`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub lock: Duration,
+    pub statement: Duration,
+}
+
+impl Timeouts {
+    pub fn from_busy_timeout(busy_timeout: Duration) -> Timeouts {
+        let lock = busy_timeout.max(Duration::from_millis(1));
+        Timeouts {
+            lock,
+            statement: lock
+                .saturating_mul(STATEMENT_TIMEOUT_FACTOR)
+                .max(STATEMENT_TIMEOUT_FLOOR),
+        }
+    }
+
+    /// What a timeout in `message` means, for the warning.
+    fn explain(&self, message: &str) -> Option<String> {
+        if message.contains("canceling statement due to lock timeout") {
+            Some(format!(
+                "another session held a lock logbelt needs for more than lock_timeout = \
+                 [database] busy_timeout_ms = {} ms (see pg_locks); the batch is held and retried",
+                self.lock.as_millis()
+            ))
+        } else if message.contains("canceling statement due to statement timeout") {
+            Some(format!(
+                "a statement ran for more than statement_timeout = {} ms (10 × \
+                 busy_timeout_ms, at least 30 s); the batch is held and retried",
+                self.statement.as_millis()
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// The `SET LOCAL` statements (one round trip, simple protocol).
+    fn set_local(&self) -> String {
+        format!(
+            "SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
+            self.lock.as_millis().max(1),
+            self.statement.as_millis().max(1)
+        )
+    }
+}
+
+/// Runs `f` in a transaction with `timeouts` set for it.
+fn with_timeouts<T>(
+    conn: &mut PgConnection,
+    timeouts: Timeouts,
+    f: impl FnOnce(&mut PgConnection) -> QueryResult<T>,
+) -> QueryResult<T> {
+    conn.transaction(|conn| {
+        conn.batch_execute(&timeouts.set_local())?;
+        f(conn)
+    })
 }
 
 /// A JSON text that is already valid JSON (the parser checked it): sent to a `jsonb` column as
@@ -117,21 +194,29 @@ fn shown_url(url: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A connection without diesel's prepared-statement cache: every statement is unnamed (diesel
+/// sends parse, bind and execute in one `PQsendQueryParams`), so nothing outlives a transaction
+/// on the server connection — a named `__diesel_stmt_N` would be missing, or already exist, on
+/// whichever server connection PgBouncer's transaction pooling hands out next. The cost is a
+/// parse per statement: a handful per commit, next to a COPY of thousands of rows.
 fn connect(url: &str) -> Result<PgConnection, DbError> {
-    PgConnection::establish(url).map_err(|e| {
+    let mut conn = PgConnection::establish(url).map_err(|e| {
         DbError::transient(redact(&format!(
             "cannot connect to PostgreSQL {}: {e}",
             shown_url(&redact(url))
         )))
-    })
+    })?;
+    conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+    Ok(conn)
 }
 
 impl PgStore {
-    /// Connects and applies pending migrations (under an advisory lock).
+    /// Connects and applies pending migrations (under an advisory lock); `busy_timeout` gives
+    /// the [`Timeouts`] of every transaction.
     ///
     /// # Errors
     /// When the server cannot be reached or migrated.
-    pub fn open(url: &str) -> Result<Self, DbError> {
+    pub fn open(url: &str, busy_timeout: Duration) -> Result<Self, DbError> {
         let mut conn = connect(url)?;
         migrate(&mut conn).map_err(|e| DbError {
             message: redact(&e.message),
@@ -143,6 +228,7 @@ impl PgStore {
         Ok(PgStore {
             url: url.to_string(),
             conn: Some(conn),
+            timeouts: Timeouts::from_busy_timeout(busy_timeout),
         })
     }
 
@@ -159,7 +245,10 @@ impl PgStore {
     /// refusal that a missing grant (or table) explains is fatal, with the grant named: it is
     /// not the lines' fault, and must not make dead letters of them.
     fn failed(&mut self, context: &str, e: DieselError) -> DbError {
-        let err = classify(context, e);
+        let mut err = classify(context, e);
+        if let Some(why) = self.timeouts.explain(&err.message) {
+            err.message = format!("{} ({why})", err.message);
+        }
         if err.is_transient() {
             self.conn = None;
         } else if let Some(conn) = self.conn.as_mut() {
@@ -358,18 +447,47 @@ fn missing_grants(conn: &mut PgConnection) -> Option<DbError> {
     )))
 }
 
+/// Why the migration transaction failed.
+enum MigrateError {
+    Diesel(DieselError),
+    Logbelt(DbError),
+}
+
+impl From<DieselError> for MigrateError {
+    fn from(e: DieselError) -> Self {
+        MigrateError::Diesel(e)
+    }
+}
+
+/// Applies the pending migrations in ONE transaction that first takes a transaction-level
+/// advisory lock (`pg_advisory_xact_lock`): logbelt processes starting together migrate one
+/// after the other, and the lock goes with the transaction's end whatever happens — a session
+/// lock would stay with whichever server connection PgBouncer's transaction pooling gave the
+/// `pg_advisory_lock`, and protect nothing. diesel runs each migration's own transaction as a
+/// savepoint inside this one. Inside the lock the schema is checked again: whoever held the lock
+/// before may have migrated it already.
 fn migrate_locked(conn: &mut PgConnection) -> Result<(), DbError> {
-    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
-        .execute(conn)
-        .map_err(|e| classify("cannot take the migration lock", e))?;
-    let result = conn
-        .run_pending_migrations(MIGRATIONS)
-        .map(|_| ())
-        .map_err(|e| DbError::transient(format!("cannot migrate PostgreSQL database: {e}")));
-    let unlock = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-        .execute(conn)
-        .map_err(|e| classify("cannot release the migration lock", e));
-    result.and(unlock.map(|_| ()))
+    let migrated = conn.transaction::<(), MigrateError, _>(|conn| {
+        diesel::sql_query(format!(
+            "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+        ))
+        .execute(conn)?;
+        if schema_is_current(conn).map_err(MigrateError::Logbelt)? {
+            return Ok(());
+        }
+        conn.run_pending_migrations(MIGRATIONS)
+            .map(|_| ())
+            .map_err(|e| {
+                MigrateError::Logbelt(DbError::transient(format!(
+                    "cannot migrate PostgreSQL database: {e}"
+                )))
+            })
+    });
+    match migrated {
+        Ok(()) => Ok(()),
+        Err(MigrateError::Logbelt(e)) => Err(e),
+        Err(MigrateError::Diesel(e)) => Err(classify("cannot migrate PostgreSQL database", e)),
+    }
 }
 
 /// Checks that the server answers (`logbelt validate`).
@@ -390,17 +508,22 @@ pub fn check_reachable(url: &str) -> Result<(), DbError> {
 
 impl Store for PgStore {
     fn load_positions(&mut self, host: &str) -> Result<Vec<StoredPosition>, DbError> {
-        let loaded: QueryResult<Vec<PositionRow>> =
-            positions_query!(files, host).load(self.conn()?);
+        let timeouts = self.timeouts;
+        let loaded: QueryResult<Vec<PositionRow>> = with_timeouts(self.conn()?, timeouts, |c| {
+            positions_query!(files, host).load(c)
+        });
         let rows = loaded.map_err(|e| self.failed("cannot read file positions", e))?;
         Ok(rows.into_iter().map(StoredPosition::from).collect())
     }
 
     fn committed_offsets(&mut self, ids: &[i64]) -> Result<HashMap<i64, u64>, DbError> {
-        let rows: QueryResult<Vec<(i64, i64)>> = files::table
-            .filter(files::id.eq_any(ids))
-            .select((files::id, files::committed_offset))
-            .load(self.conn()?);
+        let timeouts = self.timeouts;
+        let rows: QueryResult<Vec<(i64, i64)>> = with_timeouts(self.conn()?, timeouts, |c| {
+            files::table
+                .filter(files::id.eq_any(ids))
+                .select((files::id, files::committed_offset))
+                .load(c)
+        });
         let rows = rows.map_err(|e| self.failed("cannot read file positions", e))?;
         Ok(rows
             .into_iter()
@@ -410,15 +533,17 @@ impl Store for PgStore {
 
     fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
         let now = Utc::now();
-        let result = self
-            .conn()?
-            .transaction(|conn| write(conn, host, batches, now));
+        let timeouts = self.timeouts;
+        let result = with_timeouts(self.conn()?, timeouts, |conn| {
+            write(conn, host, batches, now)
+        });
         result.map_err(|e| self.failed("commit failed", e))
     }
 
     fn probe(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
         let now = Utc::now();
-        let tried = self.conn()?.transaction(|conn| {
+        let timeouts = self.timeouts;
+        let tried = with_timeouts(self.conn()?, timeouts, |conn| {
             write(conn, host, batches, now)?;
             Err::<(), _>(DieselError::RollbackTransaction)
         });
@@ -518,6 +643,10 @@ const TRANSIENT_MESSAGES: &[&str] = &[
     "too many clients",
     "too many connections",
     "remaining connection slots",
+    // PgBouncer: its client limit, its wait for a server connection, its server unreachable.
+    "no more connections allowed",
+    "query_wait_timeout",
+    "pgbouncer cannot connect to server",
     "could not extend file",
     "No space left on device",
     "out of memory",

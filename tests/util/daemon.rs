@@ -86,6 +86,14 @@ impl Daemon {
         }
     }
 
+    /// Whether the child has exited (without waiting; its status is kept for [`Daemon::wait_exit`]).
+    pub fn exited(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status.is_some()
+    }
+
     /// Polls stderr until it contains `needle` `times` times.
     pub fn wait_for_log_n(&mut self, needle: &str, times: usize) {
         wait_until(
