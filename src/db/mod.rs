@@ -249,10 +249,9 @@ pub fn open(config: &DatabaseConfig) -> Result<Box<dyn Store>, DbError> {
             path,
             config.busy_timeout,
         )?)),
-        DatabaseUrl::Postgres { url } => Ok(Box::new(postgres::PgStore::open(
-            url,
-            config.busy_timeout,
-        )?)),
+        DatabaseUrl::Postgres { url } => {
+            Ok(Box::new(postgres::PgStore::open(url, config.busy_timeout)?))
+        }
     }
 }
 
