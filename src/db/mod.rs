@@ -33,9 +33,32 @@ pub enum ErrorKind {
     Fatal,
 }
 
+/// What an error is known to be, beyond its [`ErrorKind`], when the operator should hear it by
+/// name: set by the classifiers (the drivers' codes, or the server's message), read by the
+/// writer and the metrics instead of the message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The database's disk is full: SQLite's `SQLITE_FULL` (the file system holding the file,
+    /// its `-wal` or `-shm` is full, or `max_page_count` is reached), PostgreSQL's `53100
+    /// disk_full` ("could not extend file", "No space left on device"). Transient: the writer
+    /// holds the batch and retries until space is freed; nothing becomes a dead letter.
+    DiskFull,
+}
+
+impl Cause {
+    /// The `kind` label of `logbelt_database_errors_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Cause::DiskFull => "disk_full",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DbError {
     pub kind: ErrorKind,
+    /// What the error is known to be, when a classifier could tell (see [`Cause`]).
+    pub cause: Option<Cause>,
     /// One line, redacted, bounded; it already quotes the driver's error when there is one, so
     /// reports print this alone.
     pub message: String,
@@ -71,9 +94,28 @@ impl DbError {
     fn new(kind: ErrorKind, message: String) -> Self {
         DbError {
             kind,
+            cause: None,
             message: one_line(message),
             source: None,
         }
+    }
+
+    /// A transient error whose cause is a full disk (see [`Cause::DiskFull`]).
+    pub fn disk_full(message: impl Into<String>) -> Self {
+        DbError::transient(message).with_cause(Cause::DiskFull)
+    }
+
+    /// The same error, known to be caused by `cause`.
+    pub fn with_cause(self, cause: Cause) -> Self {
+        DbError {
+            cause: Some(cause),
+            ..self
+        }
+    }
+
+    /// Whether the database's disk is full (a transient error: space may be freed).
+    pub fn is_disk_full(&self) -> bool {
+        self.cause == Some(Cause::DiskFull)
     }
 
     /// The same error, keeping `source` as its cause.

@@ -339,8 +339,8 @@ fn write(
 }
 
 /// Sorts a rusqlite error like [`classify`]: busy, locked, I/O, full and can't-open are
-/// transient; constraint and type errors are the rows' own; read-only and permission errors are
-/// fatal.
+/// transient (a full disk named as such: [`DbError::is_disk_full`]); constraint and type
+/// errors are the rows' own; read-only and permission errors are fatal.
 fn classify_fast(context: &str, e: rusqlite::Error) -> DbError {
     use rusqlite::ErrorCode;
     let message = if context.is_empty() {
@@ -353,6 +353,9 @@ fn classify_fast(context: &str, e: rusqlite::Error) -> DbError {
             ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch => {
                 DbError::permanent(message)
             }
+            // SQLITE_FULL: the file system is full (or max_page_count is reached). Freeing
+            // space cures it: hold the batch and retry, never a dead letter nor a stop.
+            ErrorCode::DiskFull => DbError::disk_full(message),
             // The file (or its folder, or the mount) cannot be written, or access is denied:
             // retrying cannot help, the operator must act.
             ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::AuthorizationForStatementDenied => {
@@ -374,6 +377,8 @@ fn classify_fast(context: &str, e: rusqlite::Error) -> DbError {
 /// Sorts a diesel error into transient (locked, busy, read-only, I/O, full: the database may
 /// recover) or permanent (the rows themselves are refused).
 fn classify(context: &str, e: DieselError) -> DbError {
+    // diesel keeps SQLite's message but not its code; this is `sqlite3_errstr(SQLITE_FULL)`.
+    const SQLITE_FULL_MESSAGE: &str = "database or disk is full";
     let message = if context.is_empty() {
         e.to_string()
     } else {
@@ -389,6 +394,9 @@ fn classify(context: &str, e: DieselError) -> DbError {
         ) => DbError::permanent(message),
         DieselError::SerializationError(_) | DieselError::DeserializationError(_) => {
             DbError::permanent(message)
+        }
+        DieselError::DatabaseError(_, info) if info.message().contains(SQLITE_FULL_MESSAGE) => {
+            DbError::disk_full(message)
         }
         _ => DbError::transient(message),
     };
@@ -418,5 +426,73 @@ mod tests {
         let source = std::error::Error::source(&e).expect("the rusqlite error");
         assert!(source.is::<rusqlite::Error>(), "{source:?}");
         assert!(std::error::Error::source(&DbError::transient("no cause")).is_none());
+    }
+
+    /// A database whose file may grow to `pages` pages more than it has: past that, SQLite
+    /// answers SQLITE_FULL, exactly as on a full disk (the same code and message).
+    fn capped(pages: i64) -> (tempfile::TempDir, std::path::PathBuf, rusqlite::Connection) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("full.db");
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch("CREATE TABLE t (x BLOB);")
+            .expect("create");
+        let now: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .expect("page_count");
+        conn.execute_batch(&format!("PRAGMA max_page_count = {};", now + pages))
+            .expect("max_page_count");
+        (dir, path, conn)
+    }
+
+    #[test]
+    fn sqlite_full_is_a_transient_disk_full_error_on_the_write_path() {
+        let (_dir, _path, conn) = capped(2);
+        let e = conn
+            .execute("INSERT INTO t VALUES (zeroblob(100000))", [])
+            .expect_err("the file cannot grow");
+        assert!(
+            matches!(&e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull),
+            "{e:?}"
+        );
+        let e = classify_fast("commit failed", e);
+        assert!(e.is_transient(), "{e:?}");
+        assert!(e.is_disk_full(), "{e:?}");
+        assert!(e.message.starts_with("commit failed: "), "{}", e.message);
+        // Other transient errors are not called a full disk.
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        let busy = classify_fast("commit failed", busy);
+        assert!(busy.is_transient() && !busy.is_disk_full(), "{busy:?}");
+    }
+
+    #[test]
+    fn sqlite_full_is_a_transient_disk_full_error_through_diesel() {
+        let (_dir, path, fast) = capped(2);
+        drop(fast); // max_page_count is per connection: set it again on diesel's
+        let mut conn = SqliteConnection::establish(&path.to_string_lossy()).expect("open");
+        let pages: Vec<i64> = diesel::dsl::sql::<diesel::sql_types::BigInt>("PRAGMA page_count")
+            .load(&mut conn)
+            .expect("page_count");
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut conn,
+            &format!("PRAGMA max_page_count = {};", pages[0] + 2),
+        )
+        .expect("max_page_count");
+        let e = diesel::sql_query("INSERT INTO t VALUES (zeroblob(100000))")
+            .execute(&mut conn)
+            .expect_err("the file cannot grow");
+        let e = classify("cannot write", e);
+        assert!(e.is_transient(), "{e:?}");
+        assert!(e.is_disk_full(), "{e:?}");
+        let other = classify(
+            "cannot read",
+            DieselError::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new("database is locked".to_string()),
+            ),
+        );
+        assert!(other.is_transient() && !other.is_disk_full(), "{other:?}");
     }
 }
