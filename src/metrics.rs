@@ -1,8 +1,9 @@
 //! Telemetry (Vector's habit: one narrow interface, one function per event). Counters, gauges and
 //! histograms go through the `metrics` facade — no-ops until [`serve`] installs the Prometheus
 //! recorder (`[metrics] listen`). The endpoint answers `GET /metrics` (Prometheus text, rendered
-//! by `metrics-exporter-prometheus`) and `GET /health` (200 while the pipeline runs, 503 while a
-//! stage is failed or restarting).
+//! by `metrics-exporter-prometheus`) and `GET /health` (200 while the pipeline runs, 503 with
+//! the reason while a stage is failed or restarting, or while nothing could be committed for
+//! `unhealthy_after`: "database disk full since …" when that is why).
 //!
 //! Progress of `run --once` (bytes to read, bytes committed) is kept in plain atomics, so that the
 //! progress display works with or without the endpoint.
@@ -17,13 +18,14 @@ use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::db::DbError;
 use crate::record::DeadLetterReason;
 
 /// Whether every stage of the pipeline is running (what `/health` reports).
 static HEALTHY: AtomicBool = AtomicBool::new(false);
-/// Commits in progress (retries and waits included): when each started, and the last error it
-/// met. `/health` turns 503 when the oldest is older than `[metrics] unhealthy_after_ms`.
-static COMMITS: Mutex<BTreeMap<u64, (Instant, Option<String>)>> = Mutex::new(BTreeMap::new());
+/// Commits in progress (retries and waits included). `/health` turns 503 when the oldest is
+/// older than `[metrics] unhealthy_after_ms`.
+static COMMITS: Mutex<BTreeMap<u64, Commit>> = Mutex::new(BTreeMap::new());
 /// Key of the next [`CommitWatch`].
 static NEXT_COMMIT: AtomicU64 = AtomicU64::new(0);
 /// Bytes of the matched files that this run has to read (from each file's start position).
@@ -36,6 +38,26 @@ pub static ROWS_COMMITTED: AtomicU64 = AtomicU64::new(0);
 static DEAD_LETTERS_COMMITTED: AtomicU64 = AtomicU64::new(0);
 /// Files with a commit in this run.
 static FILES_COMMITTED: Mutex<BTreeSet<i64>> = Mutex::new(BTreeSet::new());
+
+/// One commit in progress, as `/health` sees it.
+struct Commit {
+    started: Instant,
+    /// The last error it met (it is being retried).
+    error: Option<String>,
+    /// Since when its failures have been a full disk, if the last one was.
+    disk_full: Option<Since>,
+}
+
+/// When something began: the instant (to measure how long) and the wall clock (to say when).
+#[derive(Debug, Clone, Copy)]
+struct Since {
+    instant: Instant,
+    wall: chrono::DateTime<chrono::Utc>,
+}
+
+/// The `kind` labels of `logbelt_database_errors_total`: every [`crate::db::Cause`]'s, and
+/// `other` for an error without a known cause.
+const DATABASE_ERROR_KINDS: &[&str] = &["disk_full", "other"];
 
 /// Upper bounds of the commit-latency histogram, in seconds.
 const COMMIT_SECONDS_BUCKETS: &[f64] = &[
@@ -234,6 +256,14 @@ fn describe() {
         "1 while every pipeline stage runs, 0 while failed or restarting."
     );
     describe_counter!(
+        "logbelt_database_errors_total",
+        "Failed commit attempts, retried with the batch held, by kind (disk_full, other)."
+    );
+    describe_gauge!(
+        "logbelt_database_disk_full",
+        "1 while a commit is held because the database's disk is full, else 0."
+    );
+    describe_counter!(
         "logbelt_log_lines_dropped_total",
         "Lines of logbelt's own log lost because stderr failed, blocked or fell behind."
     );
@@ -246,6 +276,11 @@ fn describe() {
     for reason in DeadLetterReason::KINDS {
         counter!("logbelt_dead_letters_total", "reason" => reason).absolute(0);
     }
+    // And every kind of database error's.
+    for kind in DATABASE_ERROR_KINDS {
+        counter!("logbelt_database_errors_total", "kind" => *kind).absolute(0);
+    }
+    gauge!("logbelt_database_disk_full").set(0.0);
 }
 
 /// Publishes the count of lost log lines (kept by [`crate::logging`], which must not call into
@@ -263,12 +298,37 @@ fn unhealthy(unhealthy_after: Duration) -> Option<String> {
     let commits = COMMITS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let (started, error) = commits.values().min_by_key(|(started, _)| *started)?;
-    let waited = started.elapsed();
+    let now = Instant::now();
+    let oldest = commits.values().min_by_key(|c| c.started)?;
+    let waited = now.saturating_duration_since(oldest.started);
     if waited <= unhealthy_after {
         return None;
     }
-    Some(match error {
+    // A full disk holds every commit up: name it, whichever commit met it first.
+    let disk_full = commits
+        .values()
+        .filter_map(|c| Some((c.disk_full?, c.error.as_deref())))
+        .min_by_key(|(since, _)| since.instant);
+    Some(match disk_full {
+        Some((since, error)) => disk_full_reason(since, now, error),
+        None => stalled_reason(waited, oldest.error.as_deref()),
+    })
+}
+
+/// `/health`'s reason while commits fail because the disk is full.
+fn disk_full_reason(since: Since, now: Instant, error: Option<&str>) -> String {
+    format!(
+        "database disk full since {} ({}s): nothing committed, reading paused until space is \
+         freed; nothing is lost: {}",
+        since.wall.format("%Y-%m-%dT%H:%M:%SZ"),
+        now.saturating_duration_since(since.instant).as_secs(),
+        crate::inspect::printable(error.unwrap_or("disk full"))
+    )
+}
+
+/// `/health`'s reason while the oldest commit has waited `waited`, having met `error` last.
+fn stalled_reason(waited: Duration, error: Option<&str>) -> String {
+    match error {
         Some(e) => format!(
             "nothing committed for {}s: {}",
             waited.as_secs(),
@@ -278,7 +338,7 @@ fn unhealthy(unhealthy_after: Duration) -> Option<String> {
             "nothing committed for {}s: a commit is waiting (database locked or stalled?)",
             waited.as_secs()
         ),
-    })
+    }
 }
 
 /// One commit in progress, seen by `/health` until dropped.
@@ -293,29 +353,56 @@ impl CommitWatch {
         COMMITS
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, (Instant::now(), None));
+            .insert(
+                key,
+                Commit {
+                    started: Instant::now(),
+                    error: None,
+                    disk_full: None,
+                },
+            );
         CommitWatch { key }
     }
 
-    /// The commit met `error` and is being retried.
-    pub fn failed(&self, error: &str) {
-        if let Some(entry) = COMMITS
+    /// The commit met `error` and is being retried: counted by kind, and kept for `/health`.
+    pub fn failed(&self, error: &DbError) {
+        let kind = error.cause.map_or("other", crate::db::Cause::label);
+        counter!("logbelt_database_errors_total", "kind" => kind).increment(1);
+        let mut commits = COMMITS
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get_mut(&self.key)
-        {
-            entry.1 = Some(error.to_string());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = commits.get_mut(&self.key) {
+            entry.error = Some(error.message.clone());
+            entry.disk_full = if error.is_disk_full() {
+                entry.disk_full.or_else(|| {
+                    Some(Since {
+                        instant: Instant::now(),
+                        wall: chrono::Utc::now(),
+                    })
+                })
+            } else {
+                None
+            };
         }
+        publish_disk_full(&commits);
     }
 }
 
 impl Drop for CommitWatch {
     fn drop(&mut self) {
-        COMMITS
+        let mut commits = COMMITS
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.key);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        commits.remove(&self.key);
+        publish_disk_full(&commits);
     }
+}
+
+/// Sets `logbelt_database_disk_full` from the commits in progress (under their lock, so that
+/// two committers' updates cannot land out of order).
+fn publish_disk_full(commits: &BTreeMap<u64, Commit>) {
+    let full = commits.values().any(|c| c.disk_full.is_some());
+    gauge!("logbelt_database_disk_full").set(if full { 1.0 } else { 0.0 });
 }
 
 /// The pipeline is running (`true`) or failed/restarting (`false`).
@@ -407,4 +494,38 @@ pub fn files_tailed(n: usize) {
 /// Matched files waiting for a file descriptor (more files than the descriptor budget).
 pub fn files_waiting_for_descriptor(n: usize) {
     gauge!("logbelt_files_waiting_for_descriptor").set(n as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_names_a_full_disk_with_when_it_began_and_how_long_it_lasts() {
+        let began = Instant::now();
+        let now = began + Duration::from_secs(90);
+        let wall = chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("a valid time");
+        let reason = disk_full_reason(
+            Since {
+                instant: began,
+                wall,
+            },
+            now,
+            Some("commit failed: database or disk is full"),
+        );
+        assert_eq!(
+            reason,
+            "database disk full since 2023-11-14T22:13:20Z (90s): nothing committed, reading \
+             paused until space is freed; nothing is lost: commit failed: database or disk is full"
+        );
+    }
+
+    #[test]
+    fn health_says_what_a_stalled_commit_last_met() {
+        assert_eq!(
+            stalled_reason(Duration::from_secs(61), Some("connection refused")),
+            "nothing committed for 61s: connection refused"
+        );
+        assert!(stalled_reason(Duration::from_secs(61), None).contains("a commit is waiting"));
+    }
 }

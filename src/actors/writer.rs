@@ -4,7 +4,9 @@
 //! are full the actor stops taking messages, its mailbox fills, and the backpressure reaches
 //! the parser. The committer runs the blocking store on a blocking thread, retries transient
 //! errors with exponential backoff (holding the batch: nothing is dropped, and positions only
-//! move when a commit succeeds) and reports a permanent failure to the supervisor.
+//! move when a commit succeeds) and reports a permanent failure to the supervisor. A failing
+//! database (down, locked, its disk full) is reported at once, then at growing intervals
+//! ([`Outage`]), and once more when it takes writes again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StageGuard;
-use crate::db::{DbError, Store};
+use crate::db::{Cause, DbError, Store};
 use crate::messages::{Flush, Records, StageGone};
 use crate::metrics;
 use crate::record::{DeadLetter, DeadLetterReason, Record, RecordBatch};
@@ -190,6 +192,9 @@ pub async fn run_committer(
         alive,
     } = shared;
     let mut failed: Option<String> = None;
+    // The database's failures since the last commit that landed (it spans commits: a commit
+    // cancelled by a restart leaves it to the next pipeline's warnings, not this one's).
+    let mut outage: Option<Outage> = None;
     while let Some(job) = jobs.recv().await {
         match job {
             CommitJob::Sync(reply) => {
@@ -202,6 +207,7 @@ pub async fn run_committer(
             CommitJob::Commit(mut batches) => {
                 let (host, retry, cancel) = (host.clone(), retry.clone(), cancel.clone());
                 let alive = alive.clone();
+                let mut held = outage.take();
                 let done = tokio::task::spawn_blocking(move || {
                     let started = Instant::now();
                     let watch = metrics::CommitWatch::start();
@@ -212,18 +218,24 @@ pub async fn run_committer(
                         &retry,
                         &cancel,
                         &watch,
+                        &mut held,
                     );
                     drop(watch);
                     if result.is_ok() {
-                        report_commit(&batches, started.elapsed());
+                        let ended = held.take();
+                        if let Some(ended) = &ended {
+                            ended.report_end(Instant::now());
+                        }
+                        report_commit(&batches, started.elapsed(), ended.is_some());
                     }
                     drop(alive);
-                    (store, result)
+                    (store, result, held)
                 })
                 .await;
                 match done {
-                    Ok((s, result)) => {
+                    Ok((s, result, held)) => {
                         store = s;
+                        outage = held;
                         if let Err(e) = result {
                             if e.is_fatal() {
                                 // The supervisor says it, once, and stops.
@@ -248,8 +260,9 @@ pub async fn run_committer(
     }
 }
 
-/// Counts a committed transaction and the lag of its files.
-fn report_commit(batches: &[RecordBatch], elapsed: Duration) {
+/// Counts a committed transaction and the lag of its files. `after_outage`: its slowness was
+/// an outage, already reported.
+fn report_commit(batches: &[RecordBatch], elapsed: Duration, after_outage: bool) {
     let records: usize = batches.iter().map(|b| b.records.len()).sum();
     let reasons: Vec<&DeadLetterReason> = batches
         .iter()
@@ -263,7 +276,7 @@ fn report_commit(batches: &[RecordBatch], elapsed: Duration) {
             metrics::file_lag(&p.path, m.len().saturating_sub(p.offset));
         }
     }
-    if elapsed >= SLOW_COMMIT {
+    if elapsed >= SLOW_COMMIT && !after_outage {
         tracing::warn!(
             records,
             elapsed_ms = elapsed.as_millis() as u64,
@@ -283,10 +296,97 @@ fn report_commit(batches: &[RecordBatch], elapsed: Duration) {
 /// COPY waiting on a lock fails nothing and would otherwise stall in silence.
 const SLOW_COMMIT: Duration = Duration::from_secs(5);
 
+/// How long after the first warning of an outage the second comes; each later one comes twice
+/// as long after the one before, up to [`OUTAGE_WARNING_MAX_INTERVAL`].
+const OUTAGE_WARNING_FIRST_INTERVAL: Duration = Duration::from_secs(10);
+/// The longest silence while an outage lasts.
+const OUTAGE_WARNING_MAX_INTERVAL: Duration = Duration::from_secs(600);
+
+/// A run of failed commit attempts, from the first failure to the commit that lands: said at
+/// once, then at growing intervals (10 s, 20 s, 40 s … up to every 10 min) with how long it has
+/// lasted, rather than once per retry; said at once again when its cause changes (say, from a
+/// lost connection to a full disk), and once when it ends.
+#[derive(Debug)]
+pub(crate) struct Outage {
+    since: Instant,
+    cause: Option<Cause>,
+    /// Failed attempts so far.
+    failures: u64,
+    /// When the next warning is due.
+    next_warning: Instant,
+    /// The silence after the next warning.
+    interval: Duration,
+}
+
+impl Outage {
+    pub(crate) fn new(now: Instant, cause: Option<Cause>) -> Outage {
+        Outage {
+            since: now,
+            cause,
+            failures: 0,
+            next_warning: now,
+            interval: OUTAGE_WARNING_FIRST_INTERVAL,
+        }
+    }
+
+    /// An attempt failed at `now` with `cause`: whether to warn about it.
+    pub(crate) fn failed(&mut self, now: Instant, cause: Option<Cause>) -> bool {
+        self.failures += 1;
+        if cause != self.cause {
+            self.cause = cause;
+            self.next_warning = now;
+            self.interval = OUTAGE_WARNING_FIRST_INTERVAL;
+        }
+        if now < self.next_warning {
+            return false;
+        }
+        self.next_warning = now + self.interval;
+        self.interval = (self.interval * 2).min(OUTAGE_WARNING_MAX_INTERVAL);
+        true
+    }
+
+    /// How long it has lasted at `now`.
+    pub(crate) fn lasted(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.since)
+    }
+
+    /// Warns about `error`, met at `now`; the next attempt comes after `retry_in`.
+    fn warn(&self, error: &DbError, now: Instant, retry_in: Duration) {
+        let lasted_s = self.lasted(now).as_secs();
+        let retry_in_ms = retry_in.as_millis() as u64;
+        let failures = self.failures;
+        if error.is_disk_full() {
+            tracing::warn!(error = %error, lasted_s, failures, retry_in_ms, "Database disk full: holding the batch and retrying; reading is paused until space is freed, nothing is lost.");
+        } else {
+            tracing::warn!(error = %error, lasted_s, failures, retry_in_ms, "Database unavailable; holding the batch and retrying.");
+        }
+    }
+
+    /// The commit landed at `now`: the outage is over.
+    fn report_end(&self, now: Instant) {
+        let lasted_s = self.lasted(now).as_secs();
+        let failures = self.failures;
+        if self.cause == Some(Cause::DiskFull) {
+            tracing::info!(
+                lasted_s,
+                failures,
+                "Database disk has space again; committing and reading resume."
+            );
+        } else {
+            tracing::info!(
+                lasted_s,
+                failures,
+                "Database takes writes again; committing and reading resume."
+            );
+        }
+    }
+}
+
 /// Commits, retrying transient errors with exponential backoff until it works, the error turns
 /// permanent, or `cancel` is set (pipeline torn down). A permanent error caused by one line (a
 /// value the database refuses, such as `\u0000` in PostgreSQL's `jsonb`) turns that line into a
-/// dead letter, and the rest commits.
+/// dead letter, and the rest commits. The failures are reported through `outage` (created by
+/// the first; the caller ends it when the commit lands).
 fn commit_with_retry(
     store: &mut dyn Store,
     host: &str,
@@ -294,6 +394,7 @@ fn commit_with_retry(
     retry: &RetryPolicy,
     cancel: &AtomicBool,
     watch: &metrics::CommitWatch,
+    outage: &mut Option<Outage>,
 ) -> Result<(), DbError> {
     let mut backoff = retry.initial_backoff;
     // Set after a transient failure: the transaction may have landed before the connection
@@ -350,8 +451,12 @@ fn commit_with_retry(
         if cancel.load(Ordering::Relaxed) {
             return Err(failed);
         }
-        watch.failed(&failed.message);
-        tracing::warn!(error = %failed, retry_in_ms = backoff.as_millis() as u64, "Database unavailable; holding the batch and retrying.");
+        watch.failed(&failed);
+        let now = Instant::now();
+        let outage = outage.get_or_insert_with(|| Outage::new(now, failed.cause));
+        if outage.failed(now, failed.cause) {
+            outage.warn(&failed, now, backoff);
+        }
         let until = Instant::now() + backoff;
         while Instant::now() < until {
             if cancel.load(Ordering::Relaxed) {

@@ -1,15 +1,16 @@
 //! The committer's heart, against an in-memory store whose failures are scripted: transient
 //! errors retried until the commit lands, a commit whose outcome is unknown not committed twice,
 //! a refused line isolated as a dead letter, a database that refuses every row or fails fatally
-//! left without a moved position.
+//! left without a moved position, a full disk waited out without a dead letter and reported at
+//! growing intervals.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{commit_with_retry, RetryPolicy};
-use crate::db::{DbError, Store};
+use super::{commit_with_retry, Outage, RetryPolicy};
+use crate::db::{Cause, DbError, Store};
 use crate::metrics::CommitWatch;
 use crate::record::StoredPosition;
 use crate::record::{FileIdentity, FileMeta, FilePosition, Record, RecordBatch};
@@ -20,6 +21,8 @@ enum Outcome {
     Commits,
     /// Fails without storing anything (the database is away).
     Transient,
+    /// Fails without storing anything: the database's disk is full.
+    DiskFull,
     /// Stores everything, then reports a transient error (the connection broke during COMMIT).
     TransientAfterCommitting,
     Fatal,
@@ -34,6 +37,8 @@ struct FakeStore {
     /// Every row is refused (a missing grant).
     refuse_every_row: bool,
     commits_tried: usize,
+    /// Trial writes (the search for a refused line).
+    probes: usize,
     /// Stored rows: (file id, offset).
     records: Vec<(i64, u64)>,
     dead_letters: Vec<(u64, String)>,
@@ -95,6 +100,7 @@ impl Store for FakeStore {
                 Ok(())
             }
             Outcome::Transient => Err(DbError::transient("connection refused")),
+            Outcome::DiskFull => Err(DbError::disk_full("database or disk is full")),
             Outcome::TransientAfterCommitting => {
                 self.store(batches);
                 Err(DbError::transient("connection lost during COMMIT"))
@@ -104,6 +110,7 @@ impl Store for FakeStore {
     }
 
     fn probe(&mut self, _host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
+        self.probes += 1;
         self.refusal(batches).map_or(Ok(()), Err)
     }
 
@@ -156,6 +163,15 @@ fn batch(id: i64, lines: &[&str]) -> RecordBatch {
 }
 
 fn commit(store: &mut FakeStore, batches: &mut [RecordBatch]) -> Result<(), DbError> {
+    commit_seeing(store, batches, &mut None)
+}
+
+/// [`commit`], with the outage its failures report.
+fn commit_seeing(
+    store: &mut FakeStore,
+    batches: &mut [RecordBatch],
+    outage: &mut Option<Outage>,
+) -> Result<(), DbError> {
     let retry = RetryPolicy {
         initial_backoff: Duration::from_millis(1),
         max_backoff: Duration::from_millis(2),
@@ -168,6 +184,7 @@ fn commit(store: &mut FakeStore, batches: &mut [RecordBatch]) -> Result<(), DbEr
         &retry,
         &cancel,
         &CommitWatch::start(),
+        outage,
     )
 }
 
@@ -249,4 +266,44 @@ fn a_fatal_error_is_not_retried() {
     assert!(e.is_fatal());
     assert_eq!(store.commits_tried, 1);
     assert!(store.positions.is_empty());
+}
+
+#[test]
+fn a_full_disk_is_waited_out_and_no_line_becomes_a_dead_letter() {
+    let mut store = FakeStore::scripted(&[Outcome::DiskFull; 5]);
+    let mut batches = [batch(7, &["{\"a\":1}", "{\"a\":2}"])];
+    let mut outage = None;
+    commit_seeing(&mut store, &mut batches, &mut outage).expect("commits once space returns");
+    assert_eq!(store.commits_tried, 6);
+    assert_eq!(store.probes, 0, "no line was suspected");
+    assert!(store.dead_letters.is_empty());
+    assert_eq!(store.records, [(7, 0), (7, 8)]);
+    let outage = outage.expect("the failures were reported");
+    assert_eq!(outage.failures, 5);
+    assert_eq!(outage.cause, Some(Cause::DiskFull));
+}
+
+#[test]
+fn an_outage_is_reported_at_once_then_at_growing_intervals_not_per_retry() {
+    // A retry every second for an hour.
+    let t0 = Instant::now();
+    let mut outage = Outage::new(t0, Some(Cause::DiskFull));
+    let warned: Vec<u64> = (0..3600)
+        .filter(|s| outage.failed(t0 + Duration::from_secs(*s), Some(Cause::DiskFull)))
+        .collect();
+    assert_eq!(
+        warned,
+        [0, 10, 30, 70, 150, 310, 630, 1230, 1830, 2430, 3030],
+        "first at once, then 10 s, 20 s, 40 s … later, at most 10 min apart"
+    );
+    assert_eq!(outage.failures, 3600);
+    assert_eq!(
+        outage.lasted(t0 + Duration::from_secs(3599)),
+        Duration::from_secs(3599)
+    );
+    // Another cause is said at once, and its intervals start again.
+    let later = t0 + Duration::from_secs(3601);
+    assert!(outage.failed(later, None));
+    assert!(!outage.failed(later + Duration::from_secs(9), None));
+    assert!(outage.failed(later + Duration::from_secs(10), None));
 }
