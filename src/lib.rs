@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod parse;
 pub mod record;
 pub mod redact;
+pub mod retention;
 pub mod run;
 pub mod shutdown;
 pub mod supervisor;

@@ -27,6 +27,7 @@ use crate::exit::Exit;
 use crate::messages::{Drained, Shutdown, Stage, StageFailed};
 use crate::parse::ParseSettings;
 use crate::record::StoredPosition;
+use crate::retention::Retention;
 use crate::tail::{TailSettings, Tailer, LINE_BATCH_MAX_BYTES};
 
 /// Test-only faults (feature `fault-injection`, env `LOGBELT_FAULTS`), applied to the first
@@ -98,6 +99,8 @@ pub struct Supervisor {
     /// Attempts to open a busy database in a row (the backoff grows with them).
     busy_attempts: u32,
     faults: Faults,
+    /// The retention actor, once started, and the flag that stops its runs at exit.
+    retention: Option<(Addr<Retention>, Arc<AtomicBool>)>,
 }
 
 impl Supervisor {
@@ -113,6 +116,7 @@ impl Supervisor {
             built_once: false,
             busy_attempts: 0,
             faults,
+            retention: None,
         }
     }
 
@@ -127,6 +131,7 @@ impl Supervisor {
                 stores.push(db::open(&config.database)?);
             }
             let positions = stores[0].load_positions(&config.agent.host)?;
+            crate::retention::prepare_at_start(&config.database);
             Ok::<_, db::DbError>((stores, positions))
         });
         // Spawned, not waited for: a signal must be heard while the database is being opened.
@@ -301,6 +306,11 @@ impl Supervisor {
         }
         crate::metrics::set_healthy(true);
         tracing::info!(generation, "Pipeline started.");
+        if self.retention.is_none() && !self.once && crate::retention::needed(c) {
+            let stop = Arc::new(AtomicBool::new(false));
+            let addr = Retention::new(self.config.clone(), stop.clone()).start();
+            self.retention = Some((addr, stop));
+        }
         self.pipeline = Some(Pipeline {
             generation,
             tail_cancel,
@@ -377,6 +387,9 @@ impl Supervisor {
     fn exit(&mut self, ctx: &mut Context<Self>, code: Exit) {
         if let Some(p) = &self.pipeline {
             p.commit_cancel.store(true, Ordering::Relaxed);
+        }
+        if let Some((_, stop)) = &self.retention {
+            stop.store(true, Ordering::Relaxed);
         }
         tracing::info!(code = code.code(), "Exiting.");
         ctx.stop();

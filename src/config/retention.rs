@@ -105,9 +105,9 @@ fn parse_span(text: &str) -> Option<u64> {
 pub fn shown_span(secs: u64) -> String {
     match secs {
         0 => "0s".to_owned(),
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
+        s if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        s if s.is_multiple_of(3_600) => format!("{}h", s / 3_600),
+        s if s.is_multiple_of(60) => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
 }
@@ -117,7 +117,7 @@ pub fn shown_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["PiB", "TiB", "GiB", "MiB", "KiB"];
     for (i, unit) in UNITS.iter().enumerate() {
         let scale = 1u64 << (10 * (5 - i));
-        if bytes >= scale && bytes % scale == 0 {
+        if bytes >= scale && bytes.is_multiple_of(scale) {
             return format!("{}{unit}", bytes / scale);
         }
     }

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::{ago, format_ts, human_size, printable, read_only, thousands, Align, Table};
 use super::{with_stdout, InspectError};
-use crate::config::Config;
+use crate::config::{shown_span, Config, DatabaseUrl};
 use crate::db::schema::{postgres as pg, sqlite};
 
 /// What `status` reports; serialised as is by `--json`.
@@ -31,6 +31,73 @@ pub struct Status {
     /// One entry per `files` row: this host's first, then by host, source, path.
     pub files: Vec<FileStatus>,
     pub totals: Totals,
+    pub retention: RetentionStatus,
+}
+
+/// `[retention]` as configured, and what this host's retention did last.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionStatus {
+    /// `max_age` (`"30d"`), or None: no limit by age.
+    pub max_age: Option<String>,
+    /// `max_bytes` in bytes, or None: no limit by size.
+    pub max_bytes: Option<u64>,
+    pub check_interval: String,
+    /// PostgreSQL's `partition_interval`; None for SQLite.
+    pub partition_interval: Option<String>,
+    /// This host's last check, if retention has run here.
+    pub last: Option<LastExpiry>,
+}
+
+/// A host's row of `expiry`; times RFC 3339 UTC.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastExpiry {
+    /// The last check.
+    pub ran_at: String,
+    /// The last check that removed anything, and what it removed.
+    pub expired_at: Option<String>,
+    pub log_events: i64,
+    pub dead_letters: i64,
+    pub files: i64,
+    pub partitions: i64,
+    /// Every row ingested before this is gone.
+    pub expired_before: Option<String>,
+    /// The room the rows took after the last check, as `max_bytes` counts it.
+    pub stored_bytes: i64,
+}
+
+type ExpiryTuple<T> = (T, Option<T>, Option<T>, i64, i64, i64, i64, i64);
+
+/// This host's `expiry` row through `$schema`; `$ts` turns an instant into text.
+macro_rules! last_expiry {
+    ($conn:expr, $schema:ident, $host:expr, $ts:expr) => {{
+        use $schema::expiry as x;
+        let row: Option<ExpiryTuple<_>> = x::table
+            .filter(x::host.eq($host))
+            .select((
+                x::ran_at,
+                x::expired_at,
+                x::expired_before,
+                x::log_events,
+                x::dead_letters,
+                x::files,
+                x::partitions,
+                x::stored_bytes,
+            ))
+            .first($conn)
+            .optional()?;
+        Ok(row.map(
+            |(ran, at, before, log_events, dead_letters, files, partitions, bytes)| LastExpiry {
+                ran_at: $ts(ran),
+                expired_at: at.map($ts),
+                log_events,
+                dead_letters,
+                files,
+                partitions,
+                expired_before: before.map($ts),
+                stored_bytes: bytes,
+            },
+        ))
+    }};
 }
 
 /// One `files` row.
@@ -152,6 +219,15 @@ pub fn collect(config: &Config) -> Result<Status, InspectError> {
         |c| status_rows!(c, pg, format_ts),
     )?;
     let this_host = &config.agent.host;
+    // A database that no retention has run on yet may not have the table (an older schema
+    // that `status`, read-only, does not migrate): then there is nothing to show.
+    let last = read_only(
+        &mut db,
+        &config.database,
+        |c| last_expiry!(c, sqlite, this_host, |s| s),
+        |c| last_expiry!(c, pg, this_host, format_ts),
+    )
+    .unwrap_or(None);
     let mut files: Vec<FileStatus> = rows
         .into_iter()
         .map(|r: Row| {
@@ -184,7 +260,21 @@ pub fn collect(config: &Config) -> Result<Status, InspectError> {
         host: this_host.clone(),
         files,
         totals,
+        retention: retention_status(config, last),
     })
+}
+
+fn retention_status(config: &Config, last: Option<LastExpiry>) -> RetentionStatus {
+    let r = &config.retention;
+    let postgres = matches!(config.database.url, DatabaseUrl::Postgres { .. });
+    RetentionStatus {
+        max_age: r.max_age.map(|a| shown_span(a.as_secs())),
+        max_bytes: r.max_bytes,
+        check_interval: shown_span(r.check_interval.as_secs()),
+        partition_interval: postgres
+            .then(|| shown_span(config.database.partition_interval.as_secs())),
+        last,
+    }
 }
 
 /// The size of the row's file, if its path still holds that file (same device and inode).
@@ -254,6 +344,63 @@ pub fn write_human(status: &Status, now: DateTime<Utc>, out: &mut dyn Write) -> 
         thousands(mine as i64),
         plural(t.log_events, "event", "events"),
         plural(t.dead_letters, "dead letter", "dead letters"),
+    )?;
+    write_retention(&status.retention, now, out)
+}
+
+/// `retention: …` and, once it has removed anything, `last expiry: …`.
+fn write_retention(r: &RetentionStatus, now: DateTime<Utc>, out: &mut dyn Write) -> io::Result<()> {
+    let mut limits = Vec::new();
+    if let Some(age) = &r.max_age {
+        limits.push(format!("max_age {age}"));
+    }
+    if let Some(bytes) = r.max_bytes {
+        limits.push(format!("max_bytes {}", human_size(bytes as i64)));
+    }
+    let partitions = r
+        .partition_interval
+        .as_ref()
+        .map(|p| format!(" (partitions of {p})"))
+        .unwrap_or_default();
+    if limits.is_empty() {
+        writeln!(out, "retention: none, everything is kept{partitions}")?;
+    } else {
+        writeln!(
+            out,
+            "retention: {}, checked every {}{partitions}",
+            limits.join(", "),
+            r.check_interval
+        )?;
+    }
+    let Some(last) = &r.last else {
+        return Ok(());
+    };
+    let Some(at) = &last.expired_at else {
+        return writeln!(
+            out,
+            "last expiry: none yet (last check {})",
+            last_commit(&last.ran_at, now)
+        );
+    };
+    let before = last
+        .expired_before
+        .as_ref()
+        .map(|b| {
+            format!(
+                "; everything ingested before {} is gone",
+                last_commit(b, now)
+            )
+        })
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "last expiry: {}: {}, {}, {}, {}{before}; {} stored",
+        last_commit(at, now),
+        plural(last.log_events, "event", "events"),
+        plural(last.dead_letters, "dead letter", "dead letters"),
+        plural(last.partitions, "partition", "partitions"),
+        plural(last.files, "file row", "file rows"),
+        human_size(last.stored_bytes),
     )
 }
 
@@ -309,6 +456,22 @@ mod tests {
                 log_events: 1234,
                 dead_letters: 1,
             },
+            retention: RetentionStatus {
+                max_age: Some("30d".into()),
+                max_bytes: None,
+                check_interval: "1m".into(),
+                partition_interval: None,
+                last: Some(LastExpiry {
+                    ran_at: "2025-06-01T11:59:30.000000Z".into(),
+                    expired_at: Some("2025-06-01T11:58:00.000000Z".into()),
+                    log_events: 20_000,
+                    dead_letters: 3,
+                    files: 1,
+                    partitions: 0,
+                    expired_before: Some("2025-05-02T11:58:00.000000Z".into()),
+                    stored_bytes: 1 << 30,
+                }),
+            },
         };
         let now = DateTime::parse_from_rfc3339("2025-06-01T12:00:00Z")
             .unwrap()
@@ -324,6 +487,8 @@ this host: web-1 (rows marked *)
    app     web-2   12.4 MiB         -        -  2025-06-01T11:56:00Z (3m ago)  /var/log/app/app.jsonl
 
 2 files (1 on this host), 1,234 events, 1 dead letter
+retention: max_age 30d, checked every 1m
+last expiry: 2025-06-01T11:58:00Z (2m ago): 20,000 events, 3 dead letters, 0 partitions, 1 file row; everything ingested before 2025-05-02T11:58:00Z (30d ago) is gone; 1.0 GiB stored
 ";
         assert_eq!(String::from_utf8(out).unwrap(), expected);
     }

@@ -4,7 +4,7 @@
 //! after a migration, compare with `diesel print-schema --schema-key sqlite|postgres` (see
 //! diesel.toml; for SQLite it infers `Integer` for INTEGER ids, which logbelt declares `BigInt`).
 
-/// The three tables, with the backend's types for bytes, instants and JSON objects.
+/// The tables, with the backend's types for bytes, instants and JSON objects.
 macro_rules! tables {
     (bytes: $bytes:ident, instant: $instant:ident, object: $object:ident) => {
         diesel::table! {
@@ -51,7 +51,21 @@ macro_rules! tables {
             }
         }
 
-        diesel::allow_tables_to_appear_in_same_query!(dead_letters, files, log_events,);
+        diesel::table! {
+            expiry (host) {
+                host -> Text,
+                ran_at -> $instant,
+                expired_at -> Nullable<$instant>,
+                expired_before -> Nullable<$instant>,
+                log_events -> BigInt,
+                dead_letters -> BigInt,
+                files -> BigInt,
+                partitions -> BigInt,
+                stored_bytes -> BigInt,
+            }
+        }
+
+        diesel::allow_tables_to_appear_in_same_query!(dead_letters, expiry, files, log_events,);
     };
 }
 
