@@ -67,7 +67,7 @@ fn logbelt(env: &TestEnv, args: &[&str]) -> Output {
 }
 
 /// `logbelt ARGS`, asserting exit 0; its stdout.
-fn ok(env: &TestEnv, args: &[&str]) -> String {
+pub(crate) fn ok(env: &TestEnv, args: &[&str]) -> String {
     let out = logbelt(env, args);
     assert_eq!(
         out.code,

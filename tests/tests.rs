@@ -55,6 +55,7 @@ mod outage;
 mod pipeline;
 mod postgres;
 mod restart;
+mod retention;
 mod rotation;
 mod shutdown;
 mod splitter_props;

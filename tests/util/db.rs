@@ -118,6 +118,18 @@ impl TestDb {
         self.with_conn(|c| c.load(sql))
     }
 
+    /// Runs `sql` (several statements allowed), for a test that sets up a database by hand.
+    pub fn execute(&self, sql: &str) {
+        use diesel::connection::SimpleConnection;
+        self.with_conn(|c| {
+            let done = match c {
+                Conn::Sqlite(c) => c.batch_execute(sql),
+                Conn::Pg(c) => c.batch_execute(sql),
+            };
+            done.unwrap_or_else(|e| panic!("{e}\n{sql}"))
+        })
+    }
+
     /// `count(*)` of a table (or any FROM clause).
     pub fn count(&self, from: &str) -> i64 {
         let rows: Vec<Count> = self.load(&format!("SELECT count(*) AS n FROM {from}"));
