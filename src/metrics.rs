@@ -264,6 +264,23 @@ fn describe() {
         "1 while a commit is held because the database's disk is full, else 0."
     );
     describe_counter!(
+        "logbelt_expired_rows_total",
+        "Rows removed by retention, by table (log_events, dead_letters, files)."
+    );
+    describe_counter!(
+        "logbelt_expired_partitions_total",
+        "PostgreSQL partitions dropped by retention."
+    );
+    describe_gauge!(
+        "logbelt_stored_bytes",
+        Unit::Bytes,
+        "The room the rows take, as retention's max_bytes counts it, at its last check."
+    );
+    describe_counter!(
+        "logbelt_retention_failures_total",
+        "Retention checks that failed (tried again at the next check)."
+    );
+    describe_counter!(
         "logbelt_log_lines_dropped_total",
         "Lines of logbelt's own log lost because stderr failed, blocked or fell behind."
     );
@@ -281,6 +298,28 @@ fn describe() {
         counter!("logbelt_database_errors_total", "kind" => *kind).absolute(0);
     }
     gauge!("logbelt_database_disk_full").set(0.0);
+    for table in EXPIRED_TABLES {
+        counter!("logbelt_expired_rows_total", "table" => table).absolute(0);
+    }
+    counter!("logbelt_expired_partitions_total").absolute(0);
+    counter!("logbelt_retention_failures_total").absolute(0);
+}
+
+/// The `table` labels of `logbelt_expired_rows_total`.
+const EXPIRED_TABLES: [&str; 3] = ["log_events", "dead_letters", "files"];
+
+/// A retention check removed these rows and partitions, and measured `stored_bytes`.
+pub fn expired(rows: [u64; 3], partitions: u64, stored_bytes: u64) {
+    for (table, n) in EXPIRED_TABLES.into_iter().zip(rows) {
+        counter!("logbelt_expired_rows_total", "table" => table).increment(n);
+    }
+    counter!("logbelt_expired_partitions_total").increment(partitions);
+    gauge!("logbelt_stored_bytes").set(stored_bytes as f64);
+}
+
+/// A retention check failed.
+pub fn retention_failed() {
+    counter!("logbelt_retention_failures_total").increment(1);
 }
 
 /// Publishes the count of lost log lines (kept by [`crate::logging`], which must not call into

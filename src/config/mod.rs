@@ -114,9 +114,12 @@ pub struct DatabaseConfig {
         deserialize_with = "ranged::<1, 64, _, _>"
     )]
     pub writers: usize,
-    /// `busy_timeout_ms`: how long SQLite waits for a lock held by another process before the
-    /// commit fails with a transient error (then retried; nothing is lost), 0 (fail at once)
-    /// to 1 hour (default 5 s). Unused for PostgreSQL.
+    /// `busy_timeout_ms`: how long a commit waits for a lock held by another session before it
+    /// fails with a transient error (then retried; nothing is lost), 0 (fail at once) to 1 hour
+    /// (default 5 s). SQLite: its busy timeout. PostgreSQL: the `lock_timeout` of every
+    /// transaction logbelt runs (0 is 1 ms there: PostgreSQL reads 0 as "wait forever"), and
+    /// `statement_timeout` ten times that, at least 30 s; both set with `SET LOCAL`, so they
+    /// hold through PgBouncer's transaction pooling.
     #[serde(
         rename = "busy_timeout_ms",
         default = "default_ms::<5_000>",

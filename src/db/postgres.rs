@@ -643,14 +643,16 @@ const TRANSIENT_MESSAGES: &[&str] = &[
     "too many clients",
     "too many connections",
     "remaining connection slots",
+    "out of memory",
     // PgBouncer: its client limit, its wait for a server connection, its server unreachable.
     "no more connections allowed",
     "query_wait_timeout",
     "pgbouncer cannot connect to server",
-    "could not extend file",
-    "No space left on device",
-    "out of memory",
 ];
+
+/// PostgreSQL's messages for `53100 disk_full`: a table, index or temporary file cannot grow.
+/// Transient and named, so that the operator is told what to free.
+const DISK_FULL_MESSAGES: &[&str] = &["could not extend file", "No space left on device"];
 
 /// Transient: the connection failed, the server is going away, restarting or out of resources,
 /// or a serialization race. Fatal: an integrity constraint of the schema. Permanent: anything
@@ -676,6 +678,13 @@ fn classify(context: &str, e: DieselError) -> DbError {
             | DatabaseErrorKind::CheckViolation
             | DatabaseErrorKind::RestrictViolation
             | DatabaseErrorKind::ExclusionViolation => DbError::fatal(message),
+            // 53100 disk_full, named (diesel keeps the message, not the SQLSTATE).
+            _ if DISK_FULL_MESSAGES
+                .iter()
+                .any(|m| info.message().contains(m)) =>
+            {
+                DbError::disk_full(message)
+            }
             _ if TRANSIENT_MESSAGES
                 .iter()
                 .any(|needle| info.message().contains(needle)) =>

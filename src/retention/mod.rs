@@ -291,6 +291,11 @@ impl Retention {
     fn report(&mut self, result: Result<Expired, DbError>) {
         match result {
             Ok(run) => {
+                crate::metrics::expired(
+                    [run.log_events, run.dead_letters, run.files],
+                    run.partitions,
+                    run.stored_bytes,
+                );
                 if self.last_error.take().is_some() {
                     tracing::info!("Retention runs again.");
                 }
@@ -307,6 +312,7 @@ impl Retention {
                 }
             }
             Err(e) => {
+                crate::metrics::retention_failed();
                 let message = e.to_string();
                 if self.last_error.as_deref() == Some(message.as_str()) {
                     tracing::debug!(error = %e, "Retention failed again; trying at the next check.");
