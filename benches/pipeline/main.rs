@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo bench --bench pipeline -- [--lines N] [--backend sqlite|postgres|both]
-//!                                 [--only throughput|stall|latency|idle[,…]] [--runs 3]
+//!                                 [--only throughput|stall|latency|idle|retention[,…]] [--runs 3]
 //!                                 [--stall-secs 10] [--latency-secs 30] [--latency-rate 100]
 //!                                 [--idle-files 1000] [--idle-secs 30] [--keep]
 //! ```
@@ -24,6 +24,8 @@
 //!    write time; `ingested_at − written_at` per row.
 //! 4. **Idle** (`idle.rs`): `--idle-files` small files, already ingested; logbelt's CPU over
 //!    `--idle-secs`.
+//! 5. **Retention** (`retention.rs`, only with `--only retention`): rows/s with expiry running
+//!    against without, and commit p99 during a large expiry against without.
 //!
 //! Shared pieces: the command line (`options.rs`), the generated input (`input.rs`), the
 //! databases and logbelt's configs (`db.rs`), the child process (`child.rs`), and time,
@@ -40,6 +42,7 @@ mod idle;
 mod input;
 mod latency;
 mod options;
+mod retention;
 mod stall;
 mod throughput;
 mod util;
@@ -87,7 +90,7 @@ fn main() {
         .opts
         .parts
         .iter()
-        .any(|p| matches!(p, Part::Throughput | Part::Stall));
+        .any(|p| matches!(p, Part::Throughput | Part::Stall | Part::Retention));
     let input = needs_input.then(|| {
         progress(&format!("generating {} lines", fmt_int(bench.opts.lines)));
         Input::generate(&bench.work.join("input"), bench.opts.lines)
@@ -99,6 +102,7 @@ fn main() {
             Part::Stall => stall::run(&mut bench, input.as_ref().expect("input")),
             Part::Latency => latency::run(&mut bench),
             Part::Idle => idle::run(&mut bench),
+            Part::Retention => retention::run(&mut bench, input.as_ref().expect("input")),
         }
     }
 

@@ -25,8 +25,11 @@ pub enum Part {
     Stall,
     Latency,
     Idle,
+    Retention,
 }
 
+/// The parts that run without `--only` (retention is asked for by name: it ingests the input
+/// four more times per backend).
 const ALL_PARTS: [Part; 4] = [Part::Throughput, Part::Stall, Part::Latency, Part::Idle];
 
 /// `--backend`.
@@ -52,7 +55,8 @@ struct Args {
     /// Backends to measure [default: both when a PostgreSQL URL is set, else sqlite]
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
-    /// Parts to run, comma-separated: throughput, stall, latency, idle [default: all]
+    /// Parts to run, comma-separated: throughput, stall, latency, idle, retention [default: all
+    /// but retention]
     #[arg(long, value_name = "PARTS", value_delimiter = ',', value_parser = part)]
     only: Vec<Part>,
     /// Throughput runs per backend (the median is reported)
@@ -166,8 +170,9 @@ fn part(text: &str) -> Result<Part, String> {
         "stall" => Ok(Part::Stall),
         "latency" => Ok(Part::Latency),
         "idle" => Ok(Part::Idle),
+        "retention" => Ok(Part::Retention),
         other => Err(format!(
-            "unknown part `{other}` (throughput, stall, latency, idle)"
+            "unknown part `{other}` (throughput, stall, latency, idle, retention)"
         )),
     }
 }

@@ -105,6 +105,14 @@ fn the_readme_example_holds_every_default_within_its_range() {
         written.metrics.unhealthy_after,
         defaults.metrics.unhealthy_after
     );
+    assert_eq!(
+        written.database.partition_interval,
+        defaults.database.partition_interval
+    );
+    assert_eq!(
+        written.retention, defaults.retention,
+        "the [retention] example is the defaults"
+    );
     assert_eq!(written.sources[0].start_at, defaults.sources[0].start_at);
     assert_eq!(
         written.sources[0].follow_symlinks,
