@@ -5,6 +5,7 @@
 
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+mod pg_schema;
 pub mod postgres;
 #[rustfmt::skip]
 pub mod schema;

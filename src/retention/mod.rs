@@ -54,6 +54,37 @@ pub struct FileRow {
     pub fingerprint: u64,
 }
 
+/// A [`FileRow`] as both backends read it: [`FILES_BEFORE_SQL`]'s columns.
+#[derive(diesel::QueryableByName)]
+struct FileRowSql {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    dev: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    inode: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    fingerprint_len: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    fingerprint: i64,
+}
+
+impl From<FileRowSql> for FileRow {
+    fn from(r: FileRowSql) -> Self {
+        FileRow {
+            id: r.id,
+            dev: r.dev as u64,
+            inode: r.inode as u64,
+            fingerprint_len: r.fingerprint_len as u32,
+            fingerprint: r.fingerprint as u64,
+        }
+    }
+}
+
+/// A host's `files` rows last committed before an instant (`?` parameters: host, instant).
+const FILES_BEFORE_SQL: &str = "SELECT id, dev, inode, CAST(fingerprint_len AS BIGINT) AS \
+     fingerprint_len, fingerprint FROM files WHERE host = ? AND updated_at < ?";
+
 /// One backend's way of keeping storage within the limits. Blocking: run it on a blocking
 /// thread.
 pub trait Lifecycle: Send {
@@ -351,6 +382,19 @@ fn sql_instant(t: DateTime<Utc>) -> String {
 }
 
 impl Expired {
+    /// The counts [`RECORD_SQL`] takes after the instants: rows of log_events, dead_letters and
+    /// files, partitions, stored bytes.
+    fn counts(&self) -> [i64; 5] {
+        [
+            self.log_events,
+            self.dead_letters,
+            self.files,
+            self.partitions,
+            self.stored_bytes,
+        ]
+        .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+    }
+
     /// Whether the run removed anything.
     pub fn removed_anything(&self) -> bool {
         self.log_events + self.dead_letters + self.files + self.partitions > 0

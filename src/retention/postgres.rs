@@ -21,7 +21,8 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
 
-use super::{failed, Expired, FileRow, Lifecycle, Limits, RECORD_SQL};
+use super::{failed, Expired, FileRow, FileRowSql, Lifecycle, Limits};
+use super::{FILES_BEFORE_SQL, RECORD_SQL};
 use crate::db::DbError;
 
 /// The partitioned tables.
@@ -62,20 +63,6 @@ struct Child {
     bytes: i64,
     #[diesel(sql_type = Bool)]
     attached: bool,
-}
-
-#[derive(QueryableByName)]
-struct FileRowSql {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = BigInt)]
-    dev: i64,
-    #[diesel(sql_type = BigInt)]
-    inode: i64,
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    fingerprint_len: i32,
-    #[diesel(sql_type = BigInt)]
-    fingerprint: i64,
 }
 
 impl PgLifecycle {
@@ -337,24 +324,12 @@ impl Lifecycle for PgLifecycle {
     }
 
     fn files_before(&mut self, host: &str, before: DateTime<Utc>) -> Result<Vec<FileRow>, DbError> {
-        let rows: Vec<FileRowSql> = diesel::sql_query(
-            "SELECT id, dev, inode, fingerprint_len, fingerprint FROM files \
-             WHERE host = $1 AND updated_at < $2",
-        )
-        .bind::<Text, _>(host)
-        .bind::<Timestamptz, _>(before)
-        .load(&mut self.conn)
-        .map_err(|e| failed("cannot read file rows", e))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| FileRow {
-                id: r.id,
-                dev: r.dev as u64,
-                inode: r.inode as u64,
-                fingerprint_len: r.fingerprint_len as u32,
-                fingerprint: r.fingerprint as u64,
-            })
-            .collect())
+        let rows: Vec<FileRowSql> = diesel::sql_query(numbered(FILES_BEFORE_SQL))
+            .bind::<Text, _>(host)
+            .bind::<Timestamptz, _>(before)
+            .load(&mut self.conn)
+            .map_err(|e| failed("cannot read file rows", e))?;
+        Ok(rows.into_iter().map(FileRow::from).collect())
     }
 
     fn delete_files(
@@ -375,16 +350,16 @@ impl Lifecycle for PgLifecycle {
     }
 
     fn record(&mut self, host: &str, now: DateTime<Utc>, run: &Expired) -> Result<(), DbError> {
-        diesel::sql_query(numbered(RECORD_SQL))
-            .bind::<Text, _>(host)
+        let mut query = diesel::sql_query(numbered(RECORD_SQL))
+            .into_boxed::<diesel::pg::Pg>()
+            .bind::<Text, _>(host.to_owned())
             .bind::<Timestamptz, _>(now)
             .bind::<Nullable<Timestamptz>, _>(run.removed_anything().then_some(now))
-            .bind::<Nullable<Timestamptz>, _>(run.before)
-            .bind::<BigInt, _>(run.log_events as i64)
-            .bind::<BigInt, _>(run.dead_letters as i64)
-            .bind::<BigInt, _>(run.files as i64)
-            .bind::<BigInt, _>(run.partitions as i64)
-            .bind::<BigInt, _>(run.stored_bytes as i64)
+            .bind::<Nullable<Timestamptz>, _>(run.before);
+        for n in run.counts() {
+            query = query.bind::<BigInt, _>(n);
+        }
+        query
             .execute(&mut self.conn)
             .map_err(|e| failed("cannot record the expiry", e))?;
         Ok(())

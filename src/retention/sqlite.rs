@@ -15,7 +15,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::sqlite::SqliteConnection;
 
-use super::{failed, sql_instant, Expired, FileRow, Lifecycle, Limits, RECORD_SQL};
+use super::{failed, sql_instant, Expired, FileRow, FileRowSql, Lifecycle, Limits};
+use super::{FILES_BEFORE_SQL, RECORD_SQL};
 use crate::db::sqlite::{connect, OpenMode};
 use crate::db::DbError;
 
@@ -47,20 +48,6 @@ struct Count {
 struct Instant_ {
     #[diesel(sql_type = Nullable<Text>)]
     t: Option<String>,
-}
-
-#[derive(QueryableByName)]
-struct FileRowSql {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = BigInt)]
-    dev: i64,
-    #[diesel(sql_type = BigInt)]
-    inode: i64,
-    #[diesel(sql_type = BigInt)]
-    fingerprint_len: i64,
-    #[diesel(sql_type = BigInt)]
-    fingerprint: i64,
 }
 
 impl SqliteLifecycle {
@@ -244,14 +231,11 @@ impl Lifecycle for SqliteLifecycle {
     }
 
     fn files_before(&mut self, host: &str, before: DateTime<Utc>) -> Result<Vec<FileRow>, DbError> {
-        let rows: Vec<FileRowSql> = diesel::sql_query(
-            "SELECT id, dev, inode, fingerprint_len, fingerprint FROM files \
-             WHERE host = ? AND updated_at < ?",
-        )
-        .bind::<Text, _>(host)
-        .bind::<Text, _>(sql_instant(before))
-        .load(&mut self.conn)
-        .map_err(|e| failed("cannot read file rows", e))?;
+        let rows: Vec<FileRowSql> = diesel::sql_query(FILES_BEFORE_SQL)
+            .bind::<Text, _>(host)
+            .bind::<Text, _>(sql_instant(before))
+            .load(&mut self.conn)
+            .map_err(|e| failed("cannot read file rows", e))?;
         Ok(rows.into_iter().map(FileRow::from).collect())
     }
 
@@ -275,31 +259,19 @@ impl Lifecycle for SqliteLifecycle {
     }
 
     fn record(&mut self, host: &str, now: DateTime<Utc>, run: &Expired) -> Result<(), DbError> {
-        diesel::sql_query(RECORD_SQL)
-            .bind::<Text, _>(host)
+        let mut query = diesel::sql_query(RECORD_SQL)
+            .into_boxed::<diesel::sqlite::Sqlite>()
+            .bind::<Text, _>(host.to_owned())
             .bind::<Text, _>(sql_instant(now))
             .bind::<Nullable<Text>, _>(run.removed_anything().then(|| sql_instant(now)))
-            .bind::<Nullable<Text>, _>(run.before.map(sql_instant))
-            .bind::<BigInt, _>(run.log_events as i64)
-            .bind::<BigInt, _>(run.dead_letters as i64)
-            .bind::<BigInt, _>(run.files as i64)
-            .bind::<BigInt, _>(0)
-            .bind::<BigInt, _>(run.stored_bytes as i64)
+            .bind::<Nullable<Text>, _>(run.before.map(sql_instant));
+        for n in run.counts() {
+            query = query.bind::<BigInt, _>(n);
+        }
+        query
             .execute(&mut self.conn)
             .map_err(|e| failed("cannot record the expiry", e))?;
         Ok(())
-    }
-}
-
-impl From<FileRowSql> for FileRow {
-    fn from(r: FileRowSql) -> Self {
-        FileRow {
-            id: r.id,
-            dev: r.dev as u64,
-            inode: r.inode as u64,
-            fingerprint_len: r.fingerprint_len as u32,
-            fingerprint: r.fingerprint as u64,
-        }
     }
 }
 
