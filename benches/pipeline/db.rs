@@ -196,9 +196,20 @@ fn with_database(url: &str, name: &str) -> String {
 /// Writes `dir/logbelt.toml`: the database, one source `bench` with `include`, host `bench`,
 /// and `extra` appended (e.g. a `[pipeline]` table).
 pub fn write_config(dir: &Path, db: &DbSpec, include: &str, extra: &str) -> PathBuf {
+    write_config_with_database(dir, db, "", include, extra)
+}
+
+/// [`write_config`] with more `[database]` keys (`database`, lines of TOML).
+pub fn write_config_with_database(
+    dir: &Path,
+    db: &DbSpec,
+    database: &str,
+    include: &str,
+    extra: &str,
+) -> PathBuf {
     let path = dir.join("logbelt.toml");
     let text = format!(
-        "[database]\nurl = {}\n\n[agent]\nhost = {}\n\n[[sources]]\nname = {}\ninclude = [{}]\n\n{extra}",
+        "[database]\nurl = {}\n{database}\n[agent]\nhost = {}\n\n[[sources]]\nname = {}\ninclude = [{}]\n\n{extra}",
         toml_str(&db.config_url()),
         toml_str(HOST),
         toml_str(SOURCE),

@@ -13,11 +13,12 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::child::Logbelt;
-use crate::db::{write_config, Db, DbSpec};
+use crate::db::{write_config_with_database, Db, DbSpec};
 use crate::input::{Input, LineGen};
 use crate::options::Backend;
 use crate::util::{fmt_int, ingest_deadline, now_micros, progress, rate};
@@ -79,7 +80,7 @@ fn ingest(
         "retention"
     };
     let (spec, dir) = bench.fresh(backend, &format!("retention-{label}-{}", backend.name()))?;
-    let config = write_config(&dir, &spec, &input.include(), &partitions(backend, extra));
+    let config = bench_config(&dir, &spec, backend, &input.include(), extra);
     let start = Instant::now();
     let mut child = Logbelt::spawn(&config, false, &dir.join("logbelt.log"))?;
     let deadline = start + ingest_deadline(input.lines);
@@ -107,12 +108,20 @@ fn ingest(
     Ok((rate(input.lines, took), stored))
 }
 
-/// PostgreSQL partitions of a minute, so that expiry has whole partitions to drop in a bench.
-fn partitions(backend: Backend, extra: &str) -> String {
-    match backend {
-        Backend::Postgres => format!("{extra}\n[database]\npartition_interval = \"1m\"\n"),
-        Backend::Sqlite => extra.to_string(),
-    }
+/// A config for the bench: PostgreSQL partitions of a minute, so that expiry has whole
+/// partitions to drop within a bench's time.
+fn bench_config(
+    dir: &Path,
+    spec: &DbSpec,
+    backend: Backend,
+    include: &str,
+    extra: &str,
+) -> PathBuf {
+    let database = match backend {
+        Backend::Postgres => "partition_interval = \"1m\"\n",
+        Backend::Sqlite => "",
+    };
+    write_config_with_database(dir, spec, database, include, extra)
 }
 
 /// What the rows take, as `max_bytes` counts it.
@@ -179,7 +188,7 @@ fn light_load(
     let include = format!("{}/*.jsonl", logs.display());
     // The stored input is a copy in this folder, so that logbelt's positions cover it.
     fs::copy(&input.path, logs.join("stored.jsonl")).map_err(|e| format!("copy the input: {e}"))?;
-    let config = write_config(&dir, &spec, &include, &partitions(backend, ""));
+    let config = bench_config(&dir, &spec, backend, &include, "");
     let mut once = Logbelt::spawn(&config, true, &dir.join("once.log"))?;
     let exit = once.wait(ingest_deadline(input.lines))?;
     if exit.code != Some(0) {
@@ -191,14 +200,12 @@ fn light_load(
     }
 
     let addr = free_addr()?;
-    let config = write_config(
+    let config = bench_config(
         &dir,
         &spec,
+        backend,
         &include,
-        &format!(
-            "{}\n[metrics]\nlisten = \"{addr}\"\n",
-            partitions(backend, extra)
-        ),
+        &format!("{extra}\n[metrics]\nlisten = \"{addr}\"\n"),
     );
     let mut child = Logbelt::spawn(&config, false, &dir.join("logbelt.log"))?;
     let deadline = Instant::now() + Duration::from_secs(60);

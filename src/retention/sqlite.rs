@@ -24,8 +24,12 @@ use crate::db::DbError;
 const CHUNK_TARGET: Duration = Duration::from_millis(25);
 /// Bounds of the rows one delete takes (the chunk adapts to [`CHUNK_TARGET`] between them).
 const CHUNK_ROWS: (u64, u64) = (100, 50_000);
-/// Pages one `incremental_vacuum` step frees (4 KiB pages: 8 MiB).
-const VACUUM_PAGES: u64 = 2_048;
+/// Pages one `incremental_vacuum` step frees (4 KiB pages: 1 MiB): a step moves pages, so it is
+/// kept short for the writer waiting on it.
+const VACUUM_PAGES: u64 = 256;
+/// A WAL larger than this is truncated after expiry (a passive checkpoint leaves the file's
+/// size as it is).
+const WAL_TRUNCATE_BYTES: u64 = 64 << 20;
 /// `max_bytes` removes rows until the size is this fraction of the cap, so that the next
 /// check does not have to remove again at once.
 const LOW_WATER: f64 = 0.9;
@@ -117,26 +121,39 @@ impl SqliteLifecycle {
         let page = pragma(&mut self.conn, "page_size")?;
         let pages = pragma(&mut self.conn, "page_count")?;
         let free = pragma(&mut self.conn, "freelist_count")?;
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        let wal = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-        Ok(page.saturating_mul(pages.saturating_sub(free)) + wal)
+        Ok(page.saturating_mul(pages.saturating_sub(free)) + self.wal_bytes())
     }
 
-    /// Gives freed pages back to the file system, a step at a time, and empties the WAL.
-    fn shrink(&mut self, stop: &AtomicBool) -> Result<(), DbError> {
+    /// Gives freed pages back to the file system, a step at a time with a pause after each (as
+    /// for deletes), then checkpoints the WAL: passively (writers go on), or truncating it when
+    /// it has grown past [`WAL_TRUNCATE_BYTES`] or a quarter of `max_bytes`.
+    fn shrink(&mut self, max_bytes: Option<u64>, stop: &AtomicBool) -> Result<(), DbError> {
         while self.incremental
             && !stop.load(Ordering::Relaxed)
             && pragma(&mut self.conn, "freelist_count")? > 0
         {
+            let started = Instant::now();
             diesel::sql_query(format!("PRAGMA incremental_vacuum({VACUUM_PAGES})"))
                 .execute(&mut self.conn)
                 .map_err(|e| failed("cannot give freed pages back", e))?;
+            std::thread::sleep(started.elapsed().max(Duration::from_millis(1)));
         }
+        let limit = max_bytes.map_or(WAL_TRUNCATE_BYTES, |cap| (cap / 4).min(WAL_TRUNCATE_BYTES));
+        let mode = if self.wal_bytes() > limit {
+            "TRUNCATE"
+        } else {
+            "PASSIVE"
+        };
         // A checkpoint that cannot finish now (a reader holds an old snapshot) is not an error:
-        // the WAL is truncated at a later check.
-        let _ = diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut self.conn);
+        // the WAL is checkpointed at a later check.
+        let _ = diesel::sql_query(format!("PRAGMA wal_checkpoint({mode})")).execute(&mut self.conn);
         Ok(())
+    }
+
+    fn wal_bytes(&self) -> u64 {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        std::fs::metadata(&wal).map_or(0, |m| m.len())
     }
 
     /// The `ingested_at` of the oldest row of `log_events` that would be left after removing
@@ -193,7 +210,7 @@ impl Lifecycle for SqliteLifecycle {
             run.before = Some(cutoff);
         }
         if run.log_events + run.dead_letters > 0 {
-            self.shrink(stop)?;
+            self.shrink(limits.max_bytes, stop)?;
         }
         run.stored_bytes = self.stored_bytes()?;
         if let Some(cap) = limits.max_bytes {
@@ -215,7 +232,7 @@ impl Lifecycle for SqliteLifecycle {
                     let last = sql_instant(now + chrono::Duration::seconds(1));
                     self.expire_before(&last, &mut run, stop)?;
                     run.before = Some(now);
-                    self.shrink(stop)?;
+                    self.shrink(Some(cap), stop)?;
                     run.stored_bytes = self.stored_bytes()?;
                     break;
                 };
@@ -223,7 +240,7 @@ impl Lifecycle for SqliteLifecycle {
                 if let Ok(t) = DateTime::parse_from_rfc3339(&cutoff) {
                     run.before = run.before.max(Some(t.with_timezone(&Utc)));
                 }
-                self.shrink(stop)?;
+                self.shrink(Some(cap), stop)?;
                 run.stored_bytes = self.stored_bytes()?;
             }
         }
