@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::util::{
     append_bytes, append_lines, json_lines, Backend, Daemon, SourceSpec, TestEnv, Written, DEADLINE,
@@ -266,10 +266,8 @@ fn a_directory_symlink_loop_under_double_star_does_not_hang() {
     append_lines(&env.log("a.jsonl"), &json_lines("a", 0, 5));
     append_lines(&env.log("sub/b.jsonl"), &json_lines("b", 0, 2));
 
-    let started = Instant::now();
+    // `run_once` fails the test if logbelt has not exited by its deadline: a walk that loops.
     let stderr = env.run_once();
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(30), "took {took:?}");
     env.db.assert_no_duplicates();
     assert_eq!(env.db.rows(), 7, "each line once");
     assert_eq!(env.db.files().len(), 2, "{:?}", env.db.files());
