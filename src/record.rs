@@ -183,16 +183,23 @@ pub enum DeadLetterReason {
     TooLong { len: u64, limit: u64 },
     /// The database refused the line itself (ARCHITECTURE.md §3), with the database's message.
     RefusedByDatabase(String),
+    /// The line does not fit its source's text format (`sources[].format`; see
+    /// [`crate::parse::Format`]).
+    NoMatch {
+        source: Arc<str>,
+        format: &'static str,
+    },
 }
 
 impl DeadLetterReason {
     /// Every [`kind`](DeadLetterReason::kind), so that each metric label is shown from the start.
-    pub const KINDS: [&'static str; 5] = [
+    pub const KINDS: [&'static str; 6] = [
         "invalid_utf8",
         "invalid_json",
         "not_an_object",
         "too_long",
         "refused_by_database",
+        "no_match",
     ];
 
     /// The reason's class, a stable label of bounded cardinality (the `reason` label of
@@ -204,6 +211,7 @@ impl DeadLetterReason {
             DeadLetterReason::Unparsable(ParseError::NotObject { .. }) => "not_an_object",
             DeadLetterReason::TooLong { .. } => "too_long",
             DeadLetterReason::RefusedByDatabase(_) => "refused_by_database",
+            DeadLetterReason::NoMatch { .. } => "no_match",
         }
     }
 }
@@ -217,6 +225,9 @@ impl fmt::Display for DeadLetterReason {
                 write!(f, "line of {len} bytes over the limit of {limit} bytes")
             }
             DeadLetterReason::RefusedByDatabase(why) => write!(f, "refused by the database: {why}"),
+            DeadLetterReason::NoMatch { source, format } => {
+                write!(f, "no match for format {format} (source {source})")
+            }
         }
     }
 }
@@ -301,6 +312,14 @@ mod tests {
                 DeadLetterReason::RefusedByDatabase("invalid input syntax".into()),
                 "refused by the database: invalid input syntax",
                 "refused_by_database",
+            ),
+            (
+                DeadLetterReason::NoMatch {
+                    source: Arc::from("web"),
+                    format: "nginx_combined",
+                },
+                "no match for format nginx_combined (source web)",
+                "no_match",
             ),
         ];
         for (reason, text, kind) in &cases {

@@ -1,6 +1,9 @@
-//! Parser actor: turns each [`LineBatch`] into a [`RecordBatch`] — records for lines that are JSON
-//! objects, dead letters (with the reason) for everything else — and forwards it to the writer
-//! through a bounded [`Window`]. The batch's buffer moves along; nothing is copied per line.
+//! Parser actor: turns each [`LineBatch`] into a [`RecordBatch`] — records for lines that fit
+//! their source's format, dead letters (with the reason) for everything else — and forwards it
+//! to the writer through a bounded [`Window`]. The batch's buffer moves along; nothing is
+//! copied per line. The source's format is looked up once per batch: a JSON source takes the
+//! path it always took; a text source's events (JSON objects logbelt writes) are appended to
+//! the batch's buffer, after its lines.
 
 use std::sync::Arc;
 
@@ -8,11 +11,14 @@ use actix::prelude::*;
 
 use super::{GuardedStage, StageGuard, Window};
 use crate::messages::{Flush, Lines, Records, StageGone};
-use crate::parse::{parse_line, ParseSettings};
-use crate::record::{DeadLetter, DeadLetterReason, LineBatch, Record, RecordBatch, Text};
+use crate::parse::{
+    parse_line, parse_text, text_event, Event, Format, Formats, OnMismatch, ParseError,
+    ParseSettings, Scratch, SourceParser,
+};
+use crate::record::{DeadLetter, DeadLetterReason, LineBatch, LineRef, Record, RecordBatch, Text};
 
 pub struct Parser {
-    settings: Arc<ParseSettings>,
+    formats: Formats,
     max_line_bytes: usize,
     writer: Window<Records>,
     writer_flush: Recipient<Flush>,
@@ -33,7 +39,7 @@ impl Parser {
         panic_on_batch: Option<u64>,
     ) -> Self {
         Parser {
-            settings,
+            formats: Formats::new(&settings),
             max_line_bytes,
             writer,
             writer_flush,
@@ -62,7 +68,8 @@ impl Handler<Lines> for Parser {
         if self.panic_on_batch == Some(self.batches) {
             panic!("fault injection: parser panics on batch {}", self.batches);
         }
-        let records = parse_batch(batch, &self.settings, self.max_line_bytes);
+        let source = self.formats.get(&batch.position.file.source);
+        let records = parse_batch(batch, source, self.max_line_bytes);
         self.writer.forward(ctx, Records(records));
     }
 }
@@ -89,8 +96,31 @@ impl Handler<Flush> for Parser {
     }
 }
 
-/// Classifies every line of `batch`.
-pub fn parse_batch(
+/// Classifies every line of `batch`, a batch of `source`'s lines.
+pub fn parse_batch(batch: LineBatch, source: &SourceParser, max_line_bytes: usize) -> RecordBatch {
+    match (&source.format, source.on_mismatch) {
+        (Format::Json, OnMismatch::DeadLetter) => {
+            parse_json_batch(batch, &source.settings, max_line_bytes)
+        }
+        _ => parse_text_batch(batch, source, max_line_bytes),
+    }
+}
+
+/// The dead letter of a line over `max_line_bytes`.
+fn too_long(line: &LineRef, full: u64, max_line_bytes: usize) -> DeadLetter {
+    DeadLetter {
+        offset: line.offset,
+        raw: line.range.clone(),
+        line_bytes: full,
+        reason: DeadLetterReason::TooLong {
+            len: full,
+            limit: max_line_bytes as u64,
+        },
+    }
+}
+
+/// A JSON source's batch (without `on_mismatch = "text"`): the path JSON always took.
+fn parse_json_batch(
     batch: LineBatch,
     settings: &ParseSettings,
     max_line_bytes: usize,
@@ -103,15 +133,7 @@ pub fn parse_batch(
             .get(line.range.start as usize..line.range.end as usize)
             .unwrap_or(&[]);
         if let Some(full) = line.too_long {
-            dead_letters.push(DeadLetter {
-                offset: line.offset,
-                raw: line.range.clone(),
-                line_bytes: full,
-                reason: DeadLetterReason::TooLong {
-                    len: full,
-                    limit: max_line_bytes as u64,
-                },
-            });
+            dead_letters.push(too_long(line, full, max_line_bytes));
             continue;
         }
         match parse_line(bytes, settings) {
@@ -136,6 +158,115 @@ pub fn parse_batch(
     }
     RecordBatch {
         buf: batch.buf,
+        records,
+        dead_letters,
+        empty_lines: batch.empty_lines,
+        bytes: batch.bytes,
+        position: batch.position,
+    }
+}
+
+/// A text source's batch (or a JSON one with `on_mismatch = "text"`). Each event's JSON object
+/// is written to a buffer of its own, appended to the batch's buffer at the end, so a record's
+/// `line` is the range of its object there; its level and message stay spans of the line when
+/// they are plain slices of it.
+fn parse_text_batch(batch: LineBatch, source: &SourceParser, max_line_bytes: usize) -> RecordBatch {
+    let mut records = Vec::with_capacity(batch.lines.len());
+    let mut dead_letters = Vec::new();
+    let mut scratch = Scratch::new(source);
+    let mut out: Vec<u8> = Vec::with_capacity(batch.buf.len() + batch.buf.len() / 2);
+    let base = batch.buf.len();
+    for line in &batch.lines {
+        let bytes = batch
+            .buf
+            .get(line.range.start as usize..line.range.end as usize)
+            .unwrap_or(&[]);
+        if let Some(full) = line.too_long {
+            dead_letters.push(too_long(line, full, max_line_bytes));
+            continue;
+        }
+        let dead = |reason| DeadLetter {
+            offset: line.offset,
+            raw: line.range.clone(),
+            line_bytes: bytes.len() as u64,
+            reason,
+        };
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                let at = e.valid_up_to();
+                dead_letters.push(dead(ParseError::InvalidUtf8 { at }.into()));
+                continue;
+            }
+        };
+        let start = out.len();
+        let event: Result<Event<'_>, DeadLetterReason> = match &source.format {
+            Format::Json => match parse_line(bytes, &source.settings) {
+                Ok(parsed) => {
+                    // The line is its own JSON object: no copy.
+                    records.push(Record {
+                        offset: line.offset,
+                        line: line.range.clone(),
+                        ts_micros: parsed.ts_micros,
+                        level: parsed
+                            .level
+                            .map(|l| Text::from_cow(l, bytes, line.range.start)),
+                        message: parsed
+                            .message
+                            .map(|m| Text::from_cow(m, bytes, line.range.start)),
+                    });
+                    continue;
+                }
+                Err(e) => Err(e.into()),
+            },
+            format => parse_text(text, source, &mut scratch, &mut out).ok_or_else(|| {
+                DeadLetterReason::NoMatch {
+                    source: source.source.clone(),
+                    format: format.name(),
+                }
+            }),
+        };
+        let event = match (event, source.on_mismatch) {
+            (Ok(event), _) => event,
+            (Err(_), OnMismatch::Text) => text_event(text, &mut out),
+            (Err(reason), OnMismatch::DeadLetter) => {
+                dead_letters.push(dead(reason));
+                continue;
+            }
+        };
+        let range =
+            u32::try_from(base + start).and_then(|s| Ok(s..u32::try_from(base + out.len())?));
+        let Ok(range) = range else {
+            // The batch with this event would pass 4 GiB (a line of about 1 GiB of control
+            // characters, each written as `\u00XX`): it is kept as a line too long.
+            out.truncate(start);
+            dead_letters.push(DeadLetter {
+                offset: line.offset,
+                raw: line.range.clone(),
+                line_bytes: bytes.len() as u64,
+                reason: DeadLetterReason::TooLong {
+                    len: bytes.len() as u64,
+                    limit: max_line_bytes as u64,
+                },
+            });
+            continue;
+        };
+        records.push(Record {
+            offset: line.offset,
+            line: range,
+            ts_micros: event.ts_micros,
+            level: event
+                .level
+                .map(|l| Text::from_cow(l, bytes, line.range.start)),
+            message: event
+                .message
+                .map(|m| Text::from_cow(m, bytes, line.range.start)),
+        });
+    }
+    let mut buf = batch.buf;
+    buf.extend_from_slice(&out);
+    RecordBatch {
+        buf,
         records,
         dead_letters,
         empty_lines: batch.empty_lines,

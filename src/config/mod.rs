@@ -47,6 +47,7 @@ use kinds::{default_int, default_ms, defaults, ranged, ranged_ms, read, table, F
 pub use retention::{shown_size, shown_span, RetentionConfig};
 use rules::{FieldName, Host, IncludePattern, Listen, SourceName};
 
+use crate::parse::{Format, OnMismatch, SourceFormat, TimestampFormats};
 use crate::redact::redact;
 
 /// Default `database.url`, also when there is no `[database]` table: a SQLite file in the
@@ -236,6 +237,29 @@ pub struct SourceConfig {
     /// false). A link to a file that a glob matches is always followed.
     #[serde(default, deserialize_with = "read::<Flag, _>")]
     pub follow_symlinks: bool,
+    /// `format`: what the lines are, one of [`Format::NAMES`] (default `"json"`); see
+    /// [`crate::parse::Format`]. [`SourceConfig::format`] is it compiled, with `pattern`.
+    #[serde(
+        rename = "format",
+        default = "rules::default_format",
+        deserialize_with = "read::<rules::FormatName, _>"
+    )]
+    pub format_name: String,
+    /// `pattern`: the regular expression of `format = "regex"` (and only of it), compiled
+    /// once here; named captures become fields.
+    #[serde(default, deserialize_with = "read::<rules::Pattern, _>")]
+    pub pattern: Option<regex::Regex>,
+    /// `timestamp_format`: a strftime format or a list of them, tried in order on the
+    /// timestamp text before RFC 3339 and epoch numbers.
+    #[serde(default, deserialize_with = "read::<rules::TimestampFormatList, _>")]
+    pub timestamp_format: TimestampFormats,
+    /// `on_mismatch`: what a line that does not fit `format` becomes: `"dead_letter"` (the
+    /// default) or `"text"` (an event `{"message": line}`).
+    #[serde(default, deserialize_with = "read::<OnMismatch, _>")]
+    pub on_mismatch: OnMismatch,
+    /// `format` and `pattern` together (set once the whole file is read).
+    #[serde(skip)]
+    pub format: Format,
 }
 
 impl SourceConfig {
@@ -372,6 +396,11 @@ pub struct ParseConfig {
         deserialize_with = "read::<List<FieldName>, _>"
     )]
     pub message_fields: Vec<String>,
+    /// Not a key of `[parse]`: each `[[sources]]` table's format, `timestamp_format` and
+    /// `on_mismatch`, put here once the file is read, so that the parser gets them with the
+    /// field names ([`crate::parse::ParseSettings::from_config`]).
+    #[serde(skip)]
+    pub sources: Vec<SourceFormat>,
 }
 
 fn default_timestamp_fields() -> Vec<String> {

@@ -17,6 +17,7 @@ use toml::Spanned;
 use super::error::{span_of, ConfigError, File, Step};
 use super::kinds::{read, wrong, Found, Item, Kind, List, Table};
 use super::{Config, DatabaseUrl, Exclude, SourceConfig, StartAt, DEFAULT_DATABASE_URL};
+use crate::parse::{Format, OnMismatch, SourceFormat, TimestampFormats};
 
 // ---------------------------------------------------------------------------------------------
 // Context: the config file's folder and the environment
@@ -213,6 +214,152 @@ impl Kind for StartAt {
         match text::<Self, E>(found)?.as_str() {
             "beginning" => Ok(StartAt::Beginning),
             "end" => Ok(StartAt::End),
+            other => Err(wrong::<Self, E>(format_args!("{other:?}"))),
+        }
+    }
+}
+
+/// `sources[].format`: one of [`Format::NAMES`].
+pub(super) struct FormatName;
+
+impl Kind for FormatName {
+    type Value = String;
+
+    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = Format::NAMES.iter().map(|n| format!("{n:?}")).collect();
+        write!(f, "one of {}", names.join(", "))
+    }
+
+    fn scalar<E: de::Error>(found: Found) -> Result<String, E> {
+        let name = text::<Self, E>(found)?;
+        if Format::NAMES.contains(&name.as_str()) {
+            Ok(name)
+        } else {
+            Err(wrong::<Self, E>(format_args!("{name:?}")))
+        }
+    }
+}
+
+/// `sources[].format` when it is not written.
+pub(super) fn default_format() -> String {
+    "json".to_owned()
+}
+
+/// `sources[].pattern`: a regular expression (the `regex` crate's syntax), compiled here.
+pub(super) struct Pattern;
+
+impl Kind for Pattern {
+    type Value = Option<regex::Regex>;
+
+    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a regular expression string")
+    }
+
+    /// Taken as written: `${VAR}` is not expanded in a pattern, where `$` is the regex's own.
+    fn scalar<E: de::Error>(found: Found) -> Result<Option<regex::Regex>, E> {
+        let pattern = match found {
+            Found::Str(s) if s.is_empty() => {
+                return Err(E::custom(
+                    "expected a non-empty regular expression, found \"\"",
+                ))
+            }
+            Found::Str(s) => s,
+            found => return Err(wrong::<Self, E>(found)),
+        };
+        regex::Regex::new(&pattern).map(Some).map_err(|e| {
+            E::custom(format_args!(
+                "invalid regular expression: {}",
+                regex_error(&e)
+            ))
+        })
+    }
+}
+
+/// The one line that says what is wrong with a pattern: the `regex` crate's syntax errors
+/// span several lines (the pattern, a caret, `error: …`).
+fn regex_error(e: &regex::Error) -> String {
+    match e {
+        regex::Error::Syntax(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            // The pattern is on line 1, the caret line after it.
+            let caret = lines.iter().enumerate().skip(2).find_map(|(i, l)| {
+                let t = l.trim();
+                (!t.is_empty() && t.bytes().all(|b| b == b'^')).then_some(i)
+            });
+            let column = caret.and_then(|i| {
+                let pattern_line = lines.get(i.checked_sub(1)?)?;
+                let indent = pattern_line.len() - pattern_line.trim_start().len();
+                let caret_at = lines.get(i)?.find('^')?;
+                Some(caret_at.checked_sub(indent)? + 1)
+            });
+            let what = lines
+                .iter()
+                .rev()
+                .find_map(|l| l.strip_prefix("error: "))
+                .unwrap_or(text.as_str());
+            match column {
+                Some(c) => format!("{what} (at character {c})"),
+                None => what.to_owned(),
+            }
+        }
+        other => other.to_string().replace('\n', " "),
+    }
+}
+
+/// One `sources[].timestamp_format` entry: a strftime format (chrono's).
+pub(super) struct Strftime;
+
+impl Kind for Strftime {
+    type Value = String;
+
+    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a strftime format string")
+    }
+
+    fn scalar<E: de::Error>(found: Found) -> Result<String, E> {
+        let text = non_empty::<Self, E>(found, "strftime format")?;
+        TimestampFormats::new(vec![text.clone()]).map_err(E::custom)?;
+        Ok(text)
+    }
+}
+
+impl Item for Strftime {
+    const ARRAY: &'static str = "a strftime format string or an array of them";
+    const EMPTY: Option<&'static str> =
+        Some("expected a non-empty array of strftime formats, found []");
+}
+
+/// `sources[].timestamp_format`: one format or a list tried in order.
+pub(super) struct TimestampFormatList;
+
+impl Kind for TimestampFormatList {
+    type Value = TimestampFormats;
+
+    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Strftime::ARRAY)
+    }
+
+    fn scalar<E: de::Error>(found: Found) -> Result<TimestampFormats, E> {
+        TimestampFormats::new(vec![Strftime::scalar::<E>(found)?]).map_err(E::custom)
+    }
+
+    fn array<'de, A: de::SeqAccess<'de>>(seq: A) -> Result<TimestampFormats, A::Error> {
+        let texts = List::<Strftime>::array(seq)?;
+        TimestampFormats::new(texts).map_err(<A::Error as de::Error>::custom)
+    }
+}
+
+impl Kind for OnMismatch {
+    type Value = OnMismatch;
+
+    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"dead_letter\" or \"text\"")
+    }
+
+    fn scalar<E: de::Error>(found: Found) -> Result<OnMismatch, E> {
+        match text::<Self, E>(found)?.as_str() {
+            "dead_letter" => Ok(OnMismatch::DeadLetter),
+            "text" => Ok(OnMismatch::Text),
             other => Err(wrong::<Self, E>(format_args!("{other:?}"))),
         }
     }
@@ -520,6 +667,43 @@ pub(super) fn across(
             ),
         ));
     }
+
+    for (i, source) in config.sources.iter_mut().enumerate() {
+        let key = |k| at(&[Key("sources"), Index(i), Key(k)]);
+        let regex = source.format_name == "regex";
+        match (&source.pattern, regex) {
+            (None, true) => {
+                return Err(file.about(
+                    key("format").unwrap_or(0..0),
+                    &format!("sources[{i}].format"),
+                    "format = \"regex\" needs a `pattern` in the same [[sources]] table",
+                ));
+            }
+            (Some(_), false) => {
+                return Err(file.about(
+                    key("pattern").unwrap_or(0..0),
+                    &format!("sources[{i}].pattern"),
+                    format_args!(
+                        "a pattern is only used with format = \"regex\", found format = {:?}",
+                        source.format_name
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        let pattern = source.pattern.clone();
+        source.format = Format::from_name(&source.format_name, pattern).unwrap_or_default();
+    }
+    config.parse.sources = config
+        .sources
+        .iter()
+        .map(|s| SourceFormat {
+            source: s.name.clone(),
+            format: s.format.clone(),
+            timestamp_formats: s.timestamp_format.clone(),
+            on_mismatch: s.on_mismatch,
+        })
+        .collect();
 
     let db = &config.database;
     ordered(

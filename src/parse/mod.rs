@@ -63,8 +63,12 @@
 //! - `timestamp`: timestamp texts and numbers, and their formatting;
 //! - `level`: level names and numbers.
 
+mod format;
 mod level;
+mod logfmt;
+mod nginx;
 mod object;
+mod syslog;
 mod timestamp;
 
 use std::borrow::Cow;
@@ -74,6 +78,10 @@ use serde::de::IgnoredAny;
 
 use object::{key_bit, parse_object};
 
+pub use format::{
+    infer_year, parse_text, text_event, Event, Format, Formats, OnMismatch, Scratch, SourceFormat,
+    SourceParser, TimestampFormats,
+};
 pub use level::{normalize_level, LevelValue};
 pub use timestamp::{
     format_timestamp_micros, parse_timestamp_str, write_timestamp_micros, MAX_TS_MICROS,
@@ -188,6 +196,11 @@ pub struct ParseSettings {
     pub timestamp_fields: Vec<FieldPath>,
     pub level_fields: Vec<FieldPath>,
     pub message_fields: Vec<FieldPath>,
+    /// `sources[].timestamp_format` of the source being parsed: tried on timestamp strings
+    /// before RFC 3339 and epoch numbers. Empty in the `[parse]` settings.
+    pub timestamp_formats: TimestampFormats,
+    /// Each source's format, from `[[sources]]` (a source not listed is JSON).
+    pub sources: Vec<SourceFormat>,
 }
 
 impl ParseSettings {
@@ -200,6 +213,8 @@ impl ParseSettings {
             timestamp_fields: paths(timestamp),
             level_fields: paths(level),
             message_fields: paths(message),
+            timestamp_formats: TimestampFormats::default(),
+            sources: Vec::new(),
         }
     }
 }
@@ -217,9 +232,13 @@ impl Default for ParseSettings {
 }
 
 impl ParseSettings {
-    /// The settings of a `[parse]` config table.
+    /// The settings of a `[parse]` config table, with the formats of the `[[sources]]` the
+    /// config loader put beside it ([`crate::config::ParseConfig::sources`]).
     pub fn from_config(c: &crate::config::ParseConfig) -> Self {
-        ParseSettings::from_names(&c.timestamp_fields, &c.level_fields, &c.message_fields)
+        ParseSettings {
+            sources: c.sources.clone(),
+            ..ParseSettings::from_names(&c.timestamp_fields, &c.level_fields, &c.message_fields)
+        }
     }
 }
 

@@ -150,7 +150,7 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_> {
                 Some(Some((key, bit))) => {
                     let raw: &'de RawValue = map.next_value()?;
                     let key = (&*key, bit);
-                    ts.offer(key, raw, |r, _| decode_timestamp(r.get(), 0));
+                    ts.offer(key, raw, |r, _| decode_timestamp(r.get(), 0, s));
                     level.offer(key, raw, decode_level);
                     message.offer(key, raw, |r, _| decode_message(r.get()));
                 }
@@ -371,13 +371,16 @@ fn decode_level<'de>(raw: &'de RawValue, field: &FieldPath) -> Option<Cow<'de, s
 
 /// A timestamp value: string, number, or MongoDB's `{"$date": ...}` /
 /// `{"$numberLong": "..."}` (nested at most twice).
-fn decode_timestamp(raw: &str, depth: u8) -> Option<i64> {
+fn decode_timestamp(raw: &str, depth: u8, s: &ParseSettings) -> Option<i64> {
     match raw.as_bytes().first()? {
+        b'"' if !s.timestamp_formats.is_empty() => {
+            s.timestamp(&decode_string(raw)?, chrono::Utc::now())
+        }
         b'"' => parse_timestamp_str(&decode_string(raw)?),
         b'-' | b'0'..=b'9' => parse_epoch_number(raw),
         b'{' if depth < 2 => {
             let inner = member(raw, "$date").or_else(|| member(raw, "$numberLong"))?;
-            decode_timestamp(inner.get(), depth + 1)
+            decode_timestamp(inner.get(), depth + 1, s)
         }
         _ => None,
     }

@@ -27,7 +27,7 @@ fn unknown_key_in_source_lists_the_expected_keys() {
     let e = parse(text, PathBuf::from("/etc/logbelt.toml"), no_env()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "/etc/logbelt.toml:3:1: sources[0]: unknown key `inclde`, expected one of `name`, `include`, `exclude`, `start_at`, `follow_symlinks`"
+        "/etc/logbelt.toml:3:1: sources[0]: unknown key `inclde`, expected one of `name`, `include`, `exclude`, `start_at`, `follow_symlinks`, `format`, `pattern`, `timestamp_format`, `on_mismatch`"
     );
 }
 
@@ -426,4 +426,53 @@ fn line_and_column_count_characters_and_skip_a_bom() {
     assert_eq!(line_column("ab\ncé", 5), (2, 2)); // inside `é`: its start
     assert_eq!(line_column("ab\ncé", 4), (2, 2));
     assert_eq!(line_column("", 10), (1, 1));
+}
+
+/// MINIMAL's source with `keys` added.
+fn source_error(keys: &str) -> String {
+    error(&format!("{MINIMAL}{keys}\n"))
+}
+
+#[test]
+fn source_formats_patterns_and_timestamp_formats() {
+    assert_eq!(
+        source_error("format = \"apache\""),
+        "/tmp/x/logbelt.toml:8:10: sources[0].format: expected one of \"json\", \"logfmt\", \"text\", \"regex\", \"nginx_combined\", \"nginx_error\", \"syslog\", found \"apache\""
+    );
+    assert_eq!(
+        source_error("format = \"regex\"\npattern = \"^(?P<msg>.*\""),
+        "/tmp/x/logbelt.toml:9:11: sources[0].pattern: invalid regular expression: unclosed group (at character 2)"
+    );
+    assert_eq!(
+        source_error("format = \"regex\"\npattern = '(?P<1x>a)'"),
+        "/tmp/x/logbelt.toml:9:11: sources[0].pattern: invalid regular expression: invalid capture group character (at character 5)"
+    );
+    assert_eq!(
+        source_error("format = \"regex\""),
+        "/tmp/x/logbelt.toml:8:10: sources[0].format: format = \"regex\" needs a `pattern` in the same [[sources]] table"
+    );
+    assert_eq!(
+        source_error("pattern = \"x\""),
+        "/tmp/x/logbelt.toml:8:11: sources[0].pattern: a pattern is only used with format = \"regex\", found format = \"json\""
+    );
+    assert_eq!(
+        source_error("format = \"regex\"\npattern = \"\""),
+        "/tmp/x/logbelt.toml:9:11: sources[0].pattern: expected a non-empty regular expression, found \"\""
+    );
+    assert_eq!(
+        source_error("timestamp_format = \"%Y-%m-%d %Q\""),
+        "/tmp/x/logbelt.toml:8:20: sources[0].timestamp_format: invalid strftime format \"%Y-%m-%d %Q\""
+    );
+    assert_eq!(
+        source_error("timestamp_format = [\"%d/%b/%Y\", 5]"),
+        "/tmp/x/logbelt.toml:8:33: sources[0].timestamp_format[1]: expected a strftime format string, found 5"
+    );
+    assert_eq!(
+        source_error("timestamp_format = []"),
+        "/tmp/x/logbelt.toml:8:20: sources[0].timestamp_format: expected a non-empty array of strftime formats, found []"
+    );
+    assert_eq!(
+        source_error("on_mismatch = \"drop\""),
+        "/tmp/x/logbelt.toml:8:15: sources[0].on_mismatch: expected \"dead_letter\" or \"text\", found \"drop\""
+    );
 }

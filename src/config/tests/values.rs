@@ -48,6 +48,7 @@ fn defaults_apply_when_tables_are_omitted() {
             timestamp_fields: strings(crate::parse::DEFAULT_TIMESTAMP_FIELDS),
             level_fields: strings(crate::parse::DEFAULT_LEVEL_FIELDS),
             message_fields: strings(crate::parse::DEFAULT_MESSAGE_FIELDS),
+            sources: config.parse.sources.clone(),
         }
     );
     assert_eq!(config.shutdown.drain_timeout, Duration::from_millis(30_000));
@@ -433,6 +434,7 @@ restart_backoff_max_ms = 10
             timestamp_fields: strings(&["ts"]),
             level_fields: strings(&["level", "lvl"]),
             message_fields: strings(&["msg"]),
+            sources: config.parse.sources.clone(),
         }
     );
     assert_eq!(
@@ -497,4 +499,42 @@ fn retention_errors_say_what_a_span_or_size_looks_like() {
         )),
         "/tmp/x/logbelt.toml:3:22: database.partition_interval: expected a duration from 1m to 400d such as \"30s\", \"15m\", \"12h\" or \"30d\", found \"30s\""
     );
+}
+
+#[test]
+fn source_formats_reach_the_parse_settings() {
+    use crate::parse::{Format, OnMismatch};
+    let config = load(&format!(
+        "{MINIMAL}format = \"regex\"\npattern = '^(?P<ts>\\S+) (?P<msg>.*)$'\n\
+         timestamp_format = [\"%d/%b/%Y:%H:%M:%S %z\", \"%b %d %H:%M:%S\"]\non_mismatch = \"text\"\n\
+         [[sources]]\nname = \"web\"\ninclude = [\"/var/log/nginx/access.log\"]\n\
+         format = \"nginx_combined\"\n"
+    ))
+    .unwrap();
+    let app = &config.sources[0];
+    assert_eq!(app.format.name(), "regex");
+    match &app.format {
+        Format::Regex(re) => assert_eq!(re.as_str(), r"^(?P<ts>\S+) (?P<msg>.*)$"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        app.timestamp_format.texts(),
+        ["%d/%b/%Y:%H:%M:%S %z", "%b %d %H:%M:%S"]
+    );
+    assert_eq!(app.on_mismatch, OnMismatch::Text);
+    assert_eq!(config.sources[1].format, Format::NginxCombined);
+    assert_eq!(config.sources[1].on_mismatch, OnMismatch::DeadLetter);
+    let names: Vec<(&str, &str)> = config
+        .parse
+        .sources
+        .iter()
+        .map(|s| (s.source.as_str(), s.format.name()))
+        .collect();
+    assert_eq!(names, [("app", "regex"), ("web", "nginx_combined")]);
+    let settings = crate::parse::ParseSettings::from_config(&config.parse);
+    assert_eq!(settings.sources, config.parse.sources);
+    // The default: JSON, as before.
+    let plain = load(MINIMAL).unwrap();
+    assert_eq!(plain.sources[0].format, Format::Json);
+    assert!(plain.sources[0].timestamp_format.is_empty());
 }
