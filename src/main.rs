@@ -61,38 +61,74 @@ enum Command {
     ///
     /// Of the matching events, the --limit most recent are printed, oldest first (like
     /// `tail`). Filters combine with AND. An event without a timestamp counts as the oldest.
-    Query {
-        /// The config file: its [database] is read, never written.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Only events at or after this time: a duration ago (30s, 15m, 1h, 2d, 1w, 1h30m) or
-        /// an RFC 3339 time (2025-01-31T12:00:00Z).
-        #[arg(long, value_name = "TIME", value_parser = logbelt::inspect::parse_time)]
-        since: Option<chrono::DateTime<chrono::Utc>>,
-        /// Only events before this time (same forms as --since).
-        #[arg(long, value_name = "TIME", value_parser = logbelt::inspect::parse_time)]
-        until: Option<chrono::DateTime<chrono::Utc>>,
-        /// Only these levels, e.g. `error` or `warn,error` (case-insensitive).
-        #[arg(long, value_name = "LEVEL[,LEVEL...]", value_delimiter = ',')]
-        level: Vec<String>,
-        /// Only events whose message or JSON text contains TEXT (case-insensitive, literal).
-        #[arg(long, value_name = "TEXT")]
-        grep: Option<String>,
-        /// Only events of this source.
-        #[arg(long, value_name = "NAME")]
-        source: Option<String>,
-        /// Only events from this host.
-        #[arg(long, value_name = "HOST")]
-        host: Option<String>,
-        /// Print the N most recent matching events (still oldest first).
-        #[arg(long, value_name = "N", default_value_t = logbelt::inspect::query::DEFAULT_LIMIT,
-              value_parser = clap::value_parser!(u32).range(1..))]
-        limit: u32,
-        /// Print JSON lines: {"ts", "level", "message", "source", "host", "file_id",
-        /// "file_offset", "fields"} with `fields` the stored object.
-        #[arg(long)]
-        json: bool,
-    },
+    Query(Box<QueryArgs>),
+}
+
+/// The arguments of `logbelt query`.
+#[derive(clap::Args)]
+struct QueryArgs {
+    /// The config file: its [database] is read, never written.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Only events at or after this time: a duration ago (30s, 15m, 1h, 2d, 1w, 1h30m) or
+    /// an RFC 3339 time (2025-01-31T12:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = logbelt::inspect::parse_time)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events before this time (same forms as --since).
+    #[arg(long, value_name = "TIME", value_parser = logbelt::inspect::parse_time)]
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only these levels, e.g. `error` or `warn,error` (case-insensitive).
+    #[arg(long, value_name = "LEVEL[,LEVEL...]", value_delimiter = ',')]
+    level: Vec<String>,
+    /// Only events whose message or JSON text contains TEXT (case-insensitive, literal).
+    /// TEXT of 3 characters or more is looked up in the search index; shorter TEXT is found
+    /// by scanning the events the other filters leave (give --since, --level… to bound it).
+    #[arg(long, value_name = "TEXT")]
+    grep: Option<String>,
+    /// Only events whose object has VALUE at KEY (repeatable). KEY is a dotted path
+    /// (http.status, user.id); VALUE a JSON number (matches that number), true, false,
+    /// null, or a string (any other text, or JSON-quoted: "500" is the string).
+    #[arg(long = "field", value_name = "KEY=VALUE", value_parser = logbelt::inspect::filter::parse_field)]
+    fields: Vec<logbelt::inspect::filter::FieldFilter>,
+    /// Only events of this source.
+    #[arg(long, value_name = "NAME")]
+    source: Option<String>,
+    /// Only events from this host.
+    #[arg(long, value_name = "HOST")]
+    host: Option<String>,
+    /// Print the N most recent matching events (still oldest first).
+    #[arg(long, value_name = "N", default_value_t = logbelt::inspect::query::DEFAULT_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    limit: u32,
+    /// Only events before this cursor TS,ID (the page before: the --limit most recent of
+    /// them). The notes on stderr print the cursor of the next page; JSON lines hold `ts`
+    /// and `id`; an event without a timestamp is `-,ID`.
+    #[arg(long, value_name = "TS,ID", allow_hyphen_values = true,
+          value_parser = logbelt::inspect::filter::parse_cursor)]
+    before: Option<logbelt::inspect::filter::Cursor>,
+    /// Only events after this cursor TS,ID (without --before: the --limit oldest of them,
+    /// the next page forward).
+    #[arg(long, value_name = "TS,ID", allow_hyphen_values = true,
+          value_parser = logbelt::inspect::filter::parse_cursor)]
+    after: Option<logbelt::inspect::filter::Cursor>,
+    /// Count the matching events instead of printing them (by --by and --bucket).
+    #[arg(long)]
+    count: bool,
+    /// With --count: one count per level, source or host.
+    #[arg(long, value_enum, requires = "count")]
+    by: Option<logbelt::inspect::count::GroupBy>,
+    /// With --count: one count per time bucket of the event's timestamp (UTC); events
+    /// without one are counted under `-`.
+    #[arg(long, value_enum, requires = "count")]
+    bucket: Option<logbelt::inspect::count::Bucket>,
+    /// Do not use the search index: scan (same results; for comparison).
+    #[arg(long)]
+    scan: bool,
+    /// Print JSON lines: {"ts", "level", "message", "source", "host", "file_id",
+    /// "file_offset", "id", "fields"} with `fields` the stored object (with --count:
+    /// {"bucket", "level"|"source"|"host", "count"}).
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -152,17 +188,25 @@ fn command(command: Command) -> Exit {
             };
             logbelt::inspect::exit_code(logbelt::inspect::status::status(&config, json))
         }
-        Command::Query {
-            config,
-            since,
-            until,
-            level,
-            grep,
-            source,
-            host,
-            limit,
-            json,
-        } => {
+        Command::Query(q) => {
+            let QueryArgs {
+                config,
+                since,
+                until,
+                level,
+                grep,
+                fields,
+                source,
+                host,
+                limit,
+                before,
+                after,
+                count,
+                by,
+                bucket,
+                scan,
+                json,
+            } = *q;
             let config = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -172,9 +216,16 @@ fn command(command: Command) -> Exit {
                 until,
                 levels: level,
                 grep,
+                fields,
                 source,
                 host,
                 limit,
+                before,
+                after,
+                scan,
+                count,
+                by,
+                bucket,
                 json,
             };
             logbelt::inspect::exit_code(logbelt::inspect::query::query(&config, &options))

@@ -571,6 +571,7 @@ fn query_filters_order_and_limit(b: Backend) {
             "file_id",
             "file_offset",
             "host",
+            "id",
             "level",
             "message",
             "source",

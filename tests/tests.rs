@@ -26,6 +26,8 @@
 //! - [`logrotate`]: the real `logrotate` (`create`, `copytruncate`, `delaycompress` +
 //!   `compress`) while a writer appends: every line on disk stored once, latency after each
 //!   rotation (skipped without logrotate, or failing when `LOGBELT_REQUIRE_LOGROTATE=1`).
+//! - [`search`]: `query --grep` through the search index (same rows as the scan), `--field`,
+//!   `--count`, `--before`/`--after` cursors; PostgreSQL without the right to create the index.
 //! - [`fleet`]: sixteen agents into one PostgreSQL, directly and through PgBouncer in
 //!   transaction pooling mode (skipped without pgbouncer, or failing when
 //!   `LOGBELT_REQUIRE_PGBOUNCER=1`); PgBouncer's client limit at start; a held table lock
@@ -57,6 +59,7 @@ mod postgres;
 mod restart;
 mod retention;
 mod rotation;
+mod search;
 mod shutdown;
 mod splitter_props;
 #[cfg(feature = "fault-injection")]

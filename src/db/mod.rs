@@ -9,6 +9,7 @@ mod pg_schema;
 pub mod postgres;
 #[rustfmt::skip]
 pub mod schema;
+pub mod search;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -282,7 +283,8 @@ pub fn already_committed(store: &mut dyn Store, batches: &[RecordBatch]) -> Resu
             .all(|p| committed.get(&p.file.id).is_some_and(|&c| c >= p.offset)))
 }
 
-/// Connects to the configured database and applies pending migrations.
+/// Connects to the configured database and applies pending migrations (PostgreSQL: and creates
+/// the search indexes when it may, [`search::prepare_pg`]).
 ///
 /// # Errors
 /// When the database cannot be opened or migrated.
@@ -293,7 +295,10 @@ pub fn open(config: &DatabaseConfig) -> Result<Box<dyn Store>, DbError> {
             config.busy_timeout,
         )?)),
         DatabaseUrl::Postgres { url } => {
-            Ok(Box::new(postgres::PgStore::open(url, config.busy_timeout)?))
+            let store = postgres::PgStore::open(url, config.busy_timeout)?;
+            // The search indexes, once the schema is there (never fails: see search.rs).
+            search::prepare_pg(url);
+            Ok(Box::new(store))
         }
     }
 }

@@ -8,12 +8,15 @@
 //! Every value the user gives is a bind parameter, never SQL text.
 //!
 //! - [`status`]: `logbelt status`.
-//! - [`query`]: `logbelt query`.
+//! - [`query`]: `logbelt query`; [`filter`]: its WHERE clause (search index, `--field`,
+//!   cursors); [`count`]: `query --count`.
 //!
 //! Errors are one line for stderr with an exit code: [`Exit::Runtime`] (1) for a database that
 //! cannot be read, [`Exit::Usage`] (2) for bad arguments. Texts that may hold a database URL pass
 //! through [`redact`].
 
+pub mod count;
+pub mod filter;
 pub mod query;
 pub mod status;
 

@@ -11,8 +11,13 @@
 //!   ignoring case. SQLite: `instr(lower(…), lower(?))` (case folding of ASCII letters only);
 //!   PostgreSQL: `ILIKE` with `%`, `_` and `\` escaped, on `message` and `fields::text`
 //!   (case folding per the database's collation). In the object's text, a `"` or `\` inside a
-//!   string is escaped (`\"`), so such text is best found in the message;
-//! - `source`, `host`: equal.
+//!   string is escaped (`\"`), so such text is best found in the message. A needle of 3
+//!   characters or more is looked up in the search index first ([`super::filter`]);
+//! - `fields`: `--field KEY=VALUE`, the object's value at a dotted path;
+//! - `source`, `host`: equal;
+//! - `before`/`after`: cursors (`ts`, `id`) for paging without OFFSET.
+//!
+//! `--count` counts the matches instead, per group and time bucket ([`super::count`]).
 //!
 //! Output: one line per event for people (`ts  level  source  message`, columns aligned, `-`
 //! for a missing timestamp or level, the whole JSON object when there is no message), or JSON
@@ -22,14 +27,15 @@ use std::io::{self, Write};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::Text;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::count::{Bucket, GroupBy};
+use super::filter::{Conditions, Cursor, Dialect, FieldFilter, Part, Sql};
 use super::{format_ts, printable, read_only, with_stdout, Align, InspectError, Table};
 use crate::config::Config;
-use crate::db::schema::{postgres as pg, sqlite};
-use crate::parse::format_timestamp_micros;
+use crate::db::search::PG_SEARCH_INDEX;
 
 /// `--limit` when not given.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -49,12 +55,26 @@ pub struct QueryOptions {
     pub levels: Vec<String>,
     /// Only events whose message or JSON text contains this, ignoring case.
     pub grep: Option<String>,
+    /// Only events whose object has these values at these paths.
+    pub fields: Vec<FieldFilter>,
     /// Only this source.
     pub source: Option<String>,
     /// Only this host.
     pub host: Option<String>,
     /// The most recent `limit` matches are shown (at least 1).
     pub limit: u32,
+    /// Only events before this cursor (the most recent `limit` of them).
+    pub before: Option<Cursor>,
+    /// Only events after this cursor (without `before`: the oldest `limit` of them).
+    pub after: Option<Cursor>,
+    /// Never use the search index (same results, by scanning: for comparison).
+    pub scan: bool,
+    /// Count the matches instead of printing them.
+    pub count: bool,
+    /// With `count`: one count per value of this column.
+    pub by: Option<GroupBy>,
+    /// With `count`: one count per time bucket of `ts`.
+    pub bucket: Option<Bucket>,
     /// JSON lines instead of the aligned text.
     pub json: bool,
 }
@@ -66,9 +86,16 @@ impl Default for QueryOptions {
             until: None,
             levels: Vec::new(),
             grep: None,
+            fields: Vec::new(),
             source: None,
             host: None,
             limit: DEFAULT_LIMIT,
+            before: None,
+            after: None,
+            scan: false,
+            count: false,
+            by: None,
+            bucket: None,
             json: false,
         }
     }
@@ -77,6 +104,8 @@ impl Default for QueryOptions {
 /// One stored event, as both backends give it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// The row id: with `ts`, the event's place in the order of events (its cursor).
+    pub id: i64,
     /// RFC 3339 UTC with 6 fractional digits, or None.
     pub ts: Option<String>,
     pub level: Option<String>,
@@ -100,6 +129,8 @@ pub struct EventJson<'a> {
     pub host: &'a str,
     pub file_id: i64,
     pub file_offset: i64,
+    /// The row id (a cursor is `ts,id`).
+    pub id: i64,
     pub fields: Fields<'a>,
 }
 
@@ -116,7 +147,17 @@ pub enum Fields<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     pub events: Vec<Event>,
+    /// More matches beyond the page: older ones, or (`forward`) newer ones.
     pub more: bool,
+    /// The page runs forward from `--after`.
+    pub forward: bool,
+}
+
+impl Event {
+    /// This event's place in the order of events, for `--before`/`--after`.
+    pub fn cursor(&self) -> String {
+        format!("{},{}", self.ts.as_deref().unwrap_or("-"), self.id)
+    }
 }
 
 /// `logbelt query`: prints the matching events on stdout.
@@ -124,6 +165,12 @@ pub struct Found {
 /// # Errors
 /// Bad options (exit 2); a database that cannot be read (exit 1).
 pub fn query(config: &Config, options: &QueryOptions) -> Result<(), InspectError> {
+    if options.count {
+        return super::count::count(config, options);
+    }
+    if options.by.is_some() || options.bucket.is_some() {
+        return Err(InspectError::usage("--by and --bucket go with --count"));
+    }
     let found = fetch(config, options)?;
     with_stdout(|out| {
         if options.json {
@@ -135,9 +182,17 @@ pub fn query(config: &Config, options: &QueryOptions) -> Result<(), InspectError
     if !options.json {
         if found.events.is_empty() {
             crate::logging::report("(no matching events)");
-        } else if found.more {
+        } else if found.more && found.forward {
+            let last = found.events.last().map(Event::cursor).unwrap_or_default();
             crate::logging::report(&format!(
-                "(showing the {} most recent matching events; raise --limit to see older ones)",
+                "(showing the {} oldest matching events after the cursor; next page: --after {last})",
+                found.events.len()
+            ));
+        } else if found.more {
+            let first = found.events.first().map(Event::cursor).unwrap_or_default();
+            crate::logging::report(&format!(
+                "(showing the {} most recent matching events; raise --limit to see older ones, \
+                 or page back with --before {first})",
                 found.events.len()
             ));
         }
@@ -146,18 +201,13 @@ pub fn query(config: &Config, options: &QueryOptions) -> Result<(), InspectError
 }
 
 /// Normalised filters: levels lower-cased, the limit checked.
-struct Filters {
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-    levels: Vec<String>,
-    grep: Option<String>,
-    source: Option<String>,
-    host: Option<String>,
+pub(crate) struct Filters {
+    pub conditions: Conditions,
     /// Rows to fetch: one more than the limit, to tell whether there are more.
     fetch: i64,
 }
 
-fn filters(o: &QueryOptions) -> Result<Filters, InspectError> {
+pub(crate) fn filters(o: &QueryOptions) -> Result<Filters, InspectError> {
     if let (Some(since), Some(until)) = (o.since, o.until) {
         if since > until {
             return Err(InspectError::usage(format!(
@@ -188,12 +238,18 @@ fn filters(o: &QueryOptions) -> Result<Filters, InspectError> {
         ));
     }
     Ok(Filters {
-        since: o.since,
-        until: o.until,
-        levels,
-        grep: o.grep.clone(),
-        source: o.source.clone(),
-        host: o.host.clone(),
+        conditions: Conditions {
+            since: o.since,
+            until: o.until,
+            levels,
+            grep: o.grep.clone(),
+            fields: o.fields.clone(),
+            source: o.source.clone(),
+            host: o.host.clone(),
+            before: o.before.clone(),
+            after: o.after.clone(),
+            scan: o.scan,
+        },
         fetch: i64::from(o.limit) + 1,
     })
 }
@@ -215,113 +271,164 @@ pub fn fetch(config: &Config, options: &QueryOptions) -> Result<Found, InspectEr
     if more {
         events.pop();
     }
-    // Fetched newest first.
-    events.reverse();
-    Ok(Found { events, more })
+    let forward = f.forward();
+    if !forward {
+        // Fetched newest first.
+        events.reverse();
+    }
+    Ok(Found {
+        events,
+        more,
+        forward,
+    })
 }
 
-mod functions {
-    use diesel::sql_types::{Nullable, Text};
-
-    diesel::define_sql_function! {
-        /// SQLite `lower(x)`: ASCII letters lower-cased.
-        fn lower(x: Nullable<Text>) -> Nullable<Text>;
+impl Filters {
+    /// Whether the page runs forward from `--after` (the oldest matches after it) rather than
+    /// back from the newest (or from `--before`).
+    fn forward(&self) -> bool {
+        self.conditions.after.is_some() && self.conditions.before.is_none()
     }
 
-    diesel::define_sql_function! {
-        /// SQLite `instr(haystack, needle)`: 1-based position of needle, 0 when absent.
-        fn instr(haystack: Nullable<Text>, needle: Nullable<Text>) -> Nullable<diesel::sql_types::Integer>;
+    /// The queries to run, in order, each for the rows the previous ones left: newest first,
+    /// events with a timestamp (by `ts`, `id`) then those without (by `id`), which count as the
+    /// oldest; forward, the other way round.
+    fn parts(&self) -> [Part; 2] {
+        if self.forward() {
+            [Part::Untimed, Part::Timed]
+        } else {
+            [Part::Timed, Part::Untimed]
+        }
+    }
+
+    fn order(&self, part: Part) -> &'static str {
+        match (part, self.forward()) {
+            (Part::Untimed, false) => " ORDER BY id DESC",
+            (Part::Untimed, true) => " ORDER BY id ASC",
+            (_, false) => " ORDER BY ts DESC, id DESC",
+            (_, true) => " ORDER BY ts ASC, id ASC",
+        }
+    }
+
+    /// Runs the parts' queries through `load` until `fetch` rows are found.
+    fn run<R>(
+        &self,
+        dialect: Dialect,
+        select: &str,
+        index: bool,
+        mut load: impl FnMut(&Sql) -> Result<Vec<R>, InspectError>,
+    ) -> Result<Vec<R>, InspectError> {
+        let mut rows = Vec::new();
+        for part in self.parts() {
+            let missing = self.fetch - rows.len() as i64;
+            if missing <= 0 || !self.conditions.may_match(part) {
+                continue;
+            }
+            let mut sql = Sql::new(dialect, select);
+            self.conditions.write(&mut sql, part, index);
+            sql.push(self.order(part)).push(" LIMIT ").int(missing);
+            rows.extend(load(&sql)?);
+        }
+        Ok(rows)
     }
 }
 
-type EventTuple<T> = (
-    Option<T>,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    i64,
-    i64,
-    String,
-);
-
-fn event<T>(t: EventTuple<T>, ts: impl Fn(T) -> String) -> Event {
-    let (t_ts, level, message, source, host, file_id, file_offset, fields) = t;
-    Event {
-        ts: t_ts.map(ts),
-        level,
-        message,
-        source,
-        host,
-        file_id,
-        file_offset,
-        fields,
-    }
+#[derive(QueryableByName)]
+struct SqliteRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    ts: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    level: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    message: Option<String>,
+    #[diesel(sql_type = Text)]
+    source: String,
+    #[diesel(sql_type = Text)]
+    host: String,
+    #[diesel(sql_type = BigInt)]
+    file_id: i64,
+    #[diesel(sql_type = BigInt)]
+    file_offset: i64,
+    #[diesel(sql_type = Text)]
+    fields: String,
 }
 
-/// SQLite stores `ts` as fixed-width RFC 3339 text, which sorts and compares as time.
-fn sqlite_ts(t: DateTime<Utc>) -> String {
-    format_timestamp_micros(t.timestamp_micros())
+#[derive(QueryableByName)]
+struct PgRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    ts: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    level: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    message: Option<String>,
+    #[diesel(sql_type = Text)]
+    source: String,
+    #[diesel(sql_type = Text)]
+    host: String,
+    #[diesel(sql_type = BigInt)]
+    file_id: i64,
+    #[diesel(sql_type = BigInt)]
+    file_offset: i64,
+    #[diesel(sql_type = Text)]
+    fields: String,
 }
 
-/// A boxed query of `log_events` through `$e` (the backend's table: the same columns, but not
-/// the same Rust types) with `$fields` as the object's text and the filters both backends apply
-/// alike: time (`$ts` turns an instant into what the `ts` column holds), levels, source, host.
-macro_rules! events_query {
-    ($e:ident, $fields:expr, $f:expr, $ts:expr) => {{
-        let mut q = $e::table
-            .select((
-                $e::ts,
-                $e::level,
-                $e::message,
-                $e::source,
-                $e::host,
-                $e::file_id,
-                $e::file_offset,
-                $fields,
-            ))
-            .into_boxed();
-        if let Some(t) = $f.since {
-            q = q.filter($e::ts.ge($ts(t)));
-        }
-        if let Some(t) = $f.until {
-            q = q.filter($e::ts.lt($ts(t)));
-        }
-        if !$f.levels.is_empty() {
-            q = q.filter($e::level.eq_any($f.levels.clone()));
-        }
-        if let Some(s) = &$f.source {
-            q = q.filter($e::source.eq(s.clone()));
-        }
-        if let Some(h) = &$f.host {
-            q = q.filter($e::host.eq(h.clone()));
-        }
-        q
-    }};
+const SQLITE_SELECT: &str = "SELECT id, ts, level, message, source, host, file_id, file_offset, \
+                             fields FROM log_events WHERE 1 = 1";
+const PG_SELECT: &str = "SELECT id, ts, level, message, source, host, file_id, file_offset, \
+                         fields::text AS fields FROM log_events WHERE 1 = 1";
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Whether the SQLite search index exists (a database last written by a logbelt before it has
+/// none: `query` never migrates).
+pub(crate) fn sqlite_index(c: &mut diesel::sqlite::SqliteConnection) -> Result<bool, InspectError> {
+    let n: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'log_events_fts'",
+    )
+    .get_result(c)?;
+    Ok(n.n > 0)
+}
+
+/// Whether the PostgreSQL trigram index exists (it may not: README, "Search").
+pub(crate) fn pg_index(c: &mut diesel::pg::PgConnection) -> Result<bool, InspectError> {
+    let n: Count = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM pg_class WHERE oid = to_regclass('{PG_SEARCH_INDEX}')"
+    ))
+    .get_result(c)?;
+    Ok(n.n > 0)
 }
 
 fn fetch_sqlite(
     c: &mut diesel::sqlite::SqliteConnection,
     f: &Filters,
 ) -> Result<Vec<Event>, InspectError> {
-    use functions::{instr, lower};
-    use sqlite::log_events as e;
-    let mut q = events_query!(e, e::fields, f, sqlite_ts);
-    if let Some(g) = &f.grep {
-        q = q.filter(
-            instr(lower(e::message), lower(g.clone())).gt(0).or(instr(
-                lower(e::fields.nullable()),
-                lower(g.clone()),
-            )
-            .gt(0)),
-        );
-    }
-    // Newest first; in SQLite a NULL sorts last in DESC order: the oldest.
-    let rows: Vec<EventTuple<String>> = q
-        .order((e::ts.desc(), e::id.desc()))
-        .limit(f.fetch)
-        .load(c)?;
-    Ok(rows.into_iter().map(|t| event(t, |s| s)).collect())
+    let index = f.conditions.grep_indexable() && !f.conditions.scan && sqlite_index(c)?;
+    let rows = f.run(Dialect::Sqlite, SQLITE_SELECT, index, |sql| {
+        Ok(sql.sqlite().load::<SqliteRow>(c)?)
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Event {
+            id: r.id,
+            ts: r.ts,
+            level: r.level,
+            message: r.message,
+            source: r.source,
+            host: r.host,
+            file_id: r.file_id,
+            file_offset: r.file_offset,
+            fields: r.fields,
+        })
+        .collect())
 }
 
 /// `s` for `LIKE`/`ILIKE` with `\` as the escape character: `\`, `%` and `_` match themselves.
@@ -337,40 +444,24 @@ pub fn escape_like(s: &str) -> String {
 }
 
 fn fetch_pg(c: &mut diesel::pg::PgConnection, f: &Filters) -> Result<Vec<Event>, InspectError> {
-    use pg::log_events as e;
-    // A constant SQL fragment (no user input): the object as text.
-    let fields_text = || diesel::dsl::sql::<Text>(r#""log_events"."fields"::text"#);
-    let filtered = || {
-        let mut q = events_query!(e, fields_text(), f, std::convert::identity);
-        if let Some(g) = &f.grep {
-            let pattern = format!("%{}%", escape_like(g));
-            q = q.filter(
-                e::message
-                    .ilike(pattern.clone())
-                    .escape('\\')
-                    .or(fields_text().ilike(pattern).escape('\\')),
-            );
-        }
-        q
-    };
-    // Newest first. `ORDER BY ts DESC` (NULLs first) with `ts IS NOT NULL` walks the `ts` index
-    // backwards and stops at the limit; `DESC NULLS LAST` would sort the whole table.
-    let mut rows: Vec<EventTuple<DateTime<Utc>>> = filtered()
-        .filter(e::ts.is_not_null())
-        .order((e::ts.desc(), e::id.desc()))
-        .limit(f.fetch)
-        .load(c)?;
-    // Then the events without a timestamp, the oldest (as in SQLite, where NULL sorts first).
-    let missing = f.fetch - rows.len() as i64;
-    if missing > 0 && f.since.is_none() && f.until.is_none() {
-        let untimed: Vec<EventTuple<DateTime<Utc>>> = filtered()
-            .filter(e::ts.is_null())
-            .order(e::id.desc())
-            .limit(missing)
-            .load(c)?;
-        rows.extend(untimed);
-    }
-    Ok(rows.into_iter().map(|t| event(t, format_ts)).collect())
+    let index = f.conditions.grep_indexable() && !f.conditions.scan && pg_index(c)?;
+    let rows = f.run(Dialect::Pg, PG_SELECT, index, |sql| {
+        Ok(sql.pg().load::<PgRow>(c)?)
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Event {
+            id: r.id,
+            ts: r.ts.map(format_ts),
+            level: r.level,
+            message: r.message,
+            source: r.source,
+            host: r.host,
+            file_id: r.file_id,
+            file_offset: r.file_offset,
+            fields: r.fields,
+        })
+        .collect())
 }
 
 /// One JSON object per line.
@@ -388,6 +479,7 @@ pub fn write_json(events: &[Event], out: &mut dyn Write) -> io::Result<()> {
             host: &ev.host,
             file_id: ev.file_id,
             file_offset: ev.file_offset,
+            id: ev.id,
             fields,
         };
         serde_json::to_writer(&mut *out, &line)?;
@@ -425,6 +517,7 @@ mod tests {
 
     fn ev(ts: Option<&str>, level: Option<&str>, message: Option<&str>) -> Event {
         Event {
+            id: 1,
             ts: ts.map(str::to_owned),
             level: level.map(str::to_owned),
             message: message.map(str::to_owned),
@@ -469,7 +562,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{\"ts\":null,\"level\":null,\"message\":\"m\",\"source\":\"app\",\"host\":\"web-1\",\
-             \"file_id\":7,\"file_offset\":42,\
+             \"file_id\":7,\"file_offset\":42,\"id\":1,\
              \"fields\":{\"a\": [1, 2.50], \"big\": 123456789012345678901234567890}}\n"
         );
     }
