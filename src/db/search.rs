@@ -116,6 +116,9 @@ pub enum Prepared {
     Created,
     /// Something could not be created (the reason, redacted): queries scan instead.
     Missing(String),
+    /// The database could not be asked (no connection slot, a restart): the next open tries
+    /// again; nothing is said (the store's own errors speak for the database).
+    Unknown(String),
 }
 
 /// Creates the PostgreSQL search indexes when they are missing: cheap when they exist (one
@@ -128,6 +131,9 @@ pub fn prepare_pg(url: &str) -> Prepared {
         return Prepared::Disabled;
     }
     let outcome = try_prepare_pg(url);
+    if let Prepared::Unknown(why) = &outcome {
+        tracing::debug!("Search index not checked ({why}); the next open tries again.");
+    }
     if let Prepared::Missing(why) = &outcome {
         if !WARNED.swap(true, Ordering::SeqCst) {
             tracing::warn!(
@@ -141,18 +147,17 @@ pub fn prepare_pg(url: &str) -> Prepared {
 }
 
 fn try_prepare_pg(url: &str) -> Prepared {
-    let failed = |what: &str, e: &dyn std::fmt::Display| {
-        Prepared::Missing(redact(&format!("{what}: {e}")).replace('\n', " "))
-    };
+    let line =
+        |what: &str, e: &dyn std::fmt::Display| redact(&format!("{what}: {e}")).replace('\n', " ");
     let mut conn = match PgConnection::establish(url) {
         Ok(c) => c,
-        Err(e) => return failed("cannot connect", &e),
+        Err(e) => return Prepared::Unknown(line("cannot connect", &e)),
     };
     conn.set_prepared_statement_cache_size(CacheSize::Disabled);
     match pg_indexes_present(&mut conn) {
         Ok(true) => return Prepared::Present,
         Ok(false) => {}
-        Err(e) => return failed("cannot read the catalog", &e),
+        Err(e) => return Prepared::Unknown(line("cannot read the catalog", &e)),
     }
     for (what, sql) in statements() {
         // The build may take minutes on a big table: no statement timeout; the lock waits for
@@ -163,7 +168,7 @@ fn try_prepare_pg(url: &str) -> Prepared {
             ))
         });
         if let Err(e) = result {
-            return failed(&format!("cannot create the {what}"), &e);
+            return Prepared::Missing(line(&format!("cannot create the {what}"), &e));
         }
     }
     Prepared::Created
