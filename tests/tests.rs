@@ -49,6 +49,7 @@ mod diskfull;
 mod faults;
 mod files;
 mod fleet;
+mod formats;
 mod hostile;
 mod inspect;
 mod logrotate;

@@ -1,0 +1,362 @@
+//! Text formats (issue 16): real logs in `tests/data/formats` (their origin in its `README.md`),
+//! one source per format, on both backends. Every line is stored once — an event with the
+//! expected fields, level and time, or a dead letter naming the source and the format — and
+//! `on_mismatch = "text"` stores the lines that do not fit as text events.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::util::{Backend, DeadRow, EventRow, SourceSpec, TestEnv};
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/formats")
+        .join(name)
+}
+
+/// One source: its name, the sample it reads (copied to `logs/`), and its format keys.
+struct Source {
+    name: &'static str,
+    file: &'static str,
+    keys: String,
+}
+
+fn source(name: &'static str, file: &'static str, keys: &str) -> Source {
+    Source {
+        name,
+        file,
+        keys: keys.to_owned(),
+    }
+}
+
+const PG_PATTERN: &str = r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC) \[(?P<pid>\d+)\] (?P<level>[A-Z]+):  (?P<message>.*)$";
+
+/// The PostgreSQL server log read with a regex: `keys` for its source.
+fn pg_keys(on_mismatch: &str) -> String {
+    format!(
+        "format = \"regex\"\npattern = '{PG_PATTERN}'\n\
+         timestamp_format = \"%Y-%m-%d %H:%M:%S%.3f UTC\"\non_mismatch = \"{on_mismatch}\"\n"
+    )
+}
+
+/// Writes the config with `sources`, copies their samples (unless the test wrote the file in
+/// `logs/` already), runs `logbelt run --once`.
+fn run(env: &TestEnv, sources: &[Source]) {
+    let mut config = env.config();
+    config.sources = sources
+        .iter()
+        .map(|s| SourceSpec {
+            name: s.name.to_owned(),
+            include: vec![format!("logs/{}", s.file)],
+            exclude: vec![],
+            start_at: None,
+        })
+        .collect();
+    let mut toml = config.to_toml();
+    for s in sources {
+        let header = format!("name = \"{}\"\n", s.name);
+        assert!(toml.contains(&header), "{toml}");
+        toml = toml.replacen(&header, &format!("{header}{}", s.keys), 1);
+        if !env.log(s.file).exists() {
+            std::fs::copy(data(s.file), env.log(s.file)).expect("copy a sample");
+        }
+    }
+    std::fs::write(env.config_path(), toml).expect("write logbelt.toml");
+    let stderr = env.run_once();
+    assert!(!stderr.contains("panicked"), "logbelt panicked:\n{stderr}");
+    env.db.assert_no_duplicates();
+}
+
+/// The sample's lines, with the offset of each.
+fn lines(file: &str) -> Vec<(i64, Vec<u8>)> {
+    let bytes = std::fs::read(data(file)).expect("read a sample");
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for line in bytes.split_inclusive(|b| *b == b'\n') {
+        let text = line
+            .strip_suffix(b"\n")
+            .expect("samples end with a newline");
+        out.push((offset, text.to_vec()));
+        offset += i64::try_from(line.len()).unwrap();
+    }
+    out
+}
+
+/// The events and dead letters of `source`.
+fn rows_of(env: &TestEnv, source: &str) -> (Vec<EventRow>, Vec<DeadRow>) {
+    let events = env
+        .db
+        .events()
+        .into_iter()
+        .filter(|e| e.source == source)
+        .collect();
+    let dead = env
+        .db
+        .dead_letters()
+        .into_iter()
+        .filter(|d| d.source == source)
+        .collect();
+    (events, dead)
+}
+
+/// Every line of `file` is one row of `source`: same offsets, nothing else.
+fn every_line_once(file: &str, events: &[EventRow], dead: &[DeadRow]) {
+    let want: HashSet<i64> = lines(file).iter().map(|(o, _)| *o).collect();
+    let mut got: Vec<i64> = events.iter().map(|e| e.file_offset).collect();
+    got.extend(dead.iter().map(|d| d.file_offset));
+    let n = got.len();
+    let got: HashSet<i64> = got.into_iter().collect();
+    assert_eq!(n, got.len(), "{file}: an offset stored twice");
+    assert_eq!(got, want, "{file}: every line once");
+}
+
+fn levels(events: &[EventRow]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for e in events {
+        *m.entry(e.level.clone().unwrap_or_else(|| "-".into()))
+            .or_insert(0) += 1;
+    }
+    m
+}
+
+fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
+}
+
+fn fields(e: &EventRow) -> serde_json::Value {
+    serde_json::from_str(&e.fields).expect("fields is JSON")
+}
+
+fn at(events: &[EventRow], offset: i64) -> &EventRow {
+    events
+        .iter()
+        .find(|e| e.file_offset == offset)
+        .unwrap_or_else(|| panic!("no event at offset {offset}"))
+}
+
+both_backends!(presets_store_every_line_once_with_their_fields);
+fn presets_store_every_line_once_with_their_fields(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    run(
+        &env,
+        &[
+            source(
+                "access",
+                "nginx-access.log",
+                "format = \"nginx_combined\"\n",
+            ),
+            source("errors", "nginx-error.log", "format = \"nginx_error\"\n"),
+            source("bsd", "syslog-rfc3164.log", "format = \"syslog\"\n"),
+            source("ietf", "syslog-rfc5424.log", "format = \"syslog\"\n"),
+            source("kv", "logfmt.log", "format = \"logfmt\"\n"),
+        ],
+    );
+
+    // nginx access log: every line an event, level from the status, time from time_local.
+    let (events, dead) = rows_of(&env, "access");
+    every_line_once("nginx-access.log", &events, &dead);
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!(
+        levels(&events),
+        counts(&[("info", 72), ("warn", 37), ("error", 21)])
+    );
+    assert!(events.iter().all(|e| e.ts.is_some()));
+    let first = at(&events, 0);
+    assert_eq!(
+        fields(first),
+        serde_json::json!({"remote_addr": "127.0.0.1", "time_local": "27/Nov/2026:13:37:44 +0000",
+            "request": "GET / HTTP/1.1", "request_method": "GET", "request_uri": "/",
+            "server_protocol": "HTTP/1.1", "status": 200, "body_bytes_sent": 47,
+            "http_user_agent": "curl/7.88.1"})
+    );
+    assert_eq!(first.ts.as_deref(), Some("2026-11-27T13:37:44.000000Z"));
+    assert_eq!(first.message.as_deref(), Some("GET / HTTP/1.1"));
+    let lines_of_access = lines("nginx-access.log");
+    let garbage = lines_of_access
+        .iter()
+        .find(|(_, l)| l.windows(9).any(|w| w == b"\"GARBAGE\""))
+        .expect("the GARBAGE request is in the sample");
+    let g = fields(at(&events, garbage.0));
+    assert_eq!(
+        (g["request"].as_str(), g["status"].as_u64()),
+        (Some("GARBAGE"), Some(400))
+    );
+    assert!(g.get("request_method").is_none());
+
+    // nginx error log: the line with raw bytes (not UTF-8) is a dead letter, bytes kept.
+    let (events, dead) = rows_of(&env, "errors");
+    every_line_once("nginx-error.log", &events, &dead);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].error.starts_with("invalid UTF-8 at byte "),
+        "{dead:?}"
+    );
+    let raw = &lines("nginx-error.log")[55];
+    assert_eq!((dead[0].file_offset, &dead[0].raw), (raw.0, &raw.1));
+    assert_eq!(levels(&events), counts(&[("info", 63), ("error", 9)]));
+    assert!(events.iter().all(|e| e.ts.is_some()));
+    let e = at(&events, 0);
+    assert_eq!(
+        fields(e),
+        serde_json::json!({"time": "2026/11/27 13:37:43", "severity": "notice", "pid": 13466,
+            "tid": 13466, "message": "using the \"epoll\" event method"})
+    );
+    assert_eq!(e.ts.as_deref(), Some("2026-11-27T13:37:43.000000Z"));
+    let with_client = events
+        .iter()
+        .map(fields)
+        .find(|f| f["severity"] == "error")
+        .expect("an error line");
+    assert_eq!(with_client["client"], "127.0.0.1");
+    assert_eq!(with_client["server"], "localhost");
+
+    // RFC 3164: no priority in the file, so no level; a year-less time placed in a year.
+    let (events, dead) = rows_of(&env, "bsd");
+    every_line_once("syslog-rfc3164.log", &events, &dead);
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!(levels(&events), counts(&[("-", 186)]));
+    assert!(events.iter().all(|e| e.ts.is_some()));
+    let e = at(&events, 0);
+    assert_eq!(
+        fields(e),
+        serde_json::json!({"timestamp": "Nov 27 13:40:13", "hostname": "vm", "appname": "CRON",
+            "message": "event 1 without pid via unix socket"})
+    );
+    assert!(
+        e.ts.as_deref()
+            .is_some_and(|t| t.ends_with("-11-27T13:40:13.000000Z")),
+        "{e:?}"
+    );
+
+    // RFC 5424: facility and severity from the priority, level from the severity.
+    let (events, dead) = rows_of(&env, "ietf");
+    every_line_once("syslog-rfc5424.log", &events, &dead);
+    assert!(dead.is_empty(), "{dead:?}");
+    let by_level = levels(&events);
+    assert_eq!(
+        by_level.get("-"),
+        Some(&1),
+        "only <invld> has no level: {by_level:?}"
+    );
+    assert_eq!(by_level.values().sum::<usize>(), 186);
+    let e = at(&events, 0);
+    assert_eq!(e.level.as_deref(), Some("fatal"));
+    assert_eq!(e.ts.as_deref(), Some("2026-11-27T13:40:13.750186Z"));
+    let f = fields(e);
+    assert_eq!(
+        (f["facility"].as_str(), f["severity"].as_str()),
+        (Some("user"), Some("emerg"))
+    );
+    let sd = events
+        .iter()
+        .map(fields)
+        .find(|f| f["msgid"] == "ORDER" && f["message"] == "order note with escapes")
+        .expect("the structured-data line");
+    assert_eq!(
+        sd["structured_data"]["order@32473"]["note"],
+        "has \"quotes\" and ] bracket"
+    );
+
+    // logfmt: level and message from the default field names.
+    let (events, dead) = rows_of(&env, "kv");
+    every_line_once("logfmt.log", &events, &dead);
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!(
+        levels(&events),
+        counts(&[("info", 46), ("warn", 7), ("error", 4), ("debug", 3)])
+    );
+    let e = at(&events, 0);
+    assert_eq!(e.message.as_deref(), Some("server started"));
+    assert_eq!(e.ts.as_deref(), Some("2026-11-27T13:40:36.000000Z"));
+    assert_eq!(fields(e)["workers"], "4");
+}
+
+both_backends!(lines_that_do_not_match_are_dead_letters_naming_source_and_format);
+fn lines_that_do_not_match_are_dead_letters_naming_source_and_format(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    run(
+        &env,
+        &[source("pg", "postgresql.log", &pg_keys("dead_letter"))],
+    );
+    let (events, dead) = rows_of(&env, "pg");
+    every_line_once("postgresql.log", &events, &dead);
+    // The 57 continuation lines (a TAB, then a statement's next line) do not match.
+    assert_eq!((events.len(), dead.len()), (93, 57));
+    let sample = lines("postgresql.log");
+    for d in &dead {
+        assert_eq!(d.error, "no match for format regex (source pg)");
+        let line = sample.iter().find(|(o, _)| *o == d.file_offset).unwrap();
+        assert_eq!(d.raw, line.1, "raw bytes kept");
+        assert!(
+            d.raw.starts_with(b"\t"),
+            "{:?}",
+            String::from_utf8_lossy(&d.raw)
+        );
+    }
+    let e = at(&events, 0);
+    assert_eq!(e.ts.as_deref(), Some("2026-11-27T13:38:47.909000Z"));
+    assert_eq!(e.level.as_deref(), Some("log"));
+    assert_eq!(fields(e)["pid"], "17451");
+    assert!(e
+        .message
+        .as_deref()
+        .unwrap()
+        .starts_with("starting PostgreSQL 15.20"));
+    let by_level = levels(&events);
+    assert_eq!(by_level.get("error"), Some(&14), "{by_level:?}");
+    assert_eq!(by_level.get("warn"), Some(&3), "{by_level:?}");
+}
+
+both_backends!(on_mismatch_text_stores_them_as_text_events);
+fn on_mismatch_text_stores_them_as_text_events(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    std::fs::write(
+        env.log("mixed.jsonl"),
+        "{\"level\":\"warn\",\"msg\":\"json\"}\nplain text, not JSON\n[1,2]\n",
+    )
+    .unwrap();
+    run(
+        &env,
+        &[
+            source("pg", "postgresql.log", &pg_keys("text")),
+            source("mixed", "mixed.jsonl", "on_mismatch = \"text\"\n"),
+        ],
+    );
+    let (events, dead) = rows_of(&env, "pg");
+    every_line_once("postgresql.log", &events, &dead);
+    assert!(dead.is_empty(), "{dead:?}");
+    let sample = lines("postgresql.log");
+    let text: Vec<&EventRow> = events.iter().filter(|e| e.level.is_none()).collect();
+    assert_eq!(text.len(), 57);
+    for e in text {
+        let line = &sample.iter().find(|(o, _)| *o == e.file_offset).unwrap().1;
+        let line = std::str::from_utf8(line).unwrap();
+        assert_eq!(fields(e), serde_json::json!({ "message": line }));
+        assert_eq!(e.message.as_deref(), Some(line));
+        assert_eq!(e.ts, None);
+    }
+
+    // A JSON source with on_mismatch = "text": objects as always, anything else as text.
+    let (events, dead) = rows_of(&env, "mixed");
+    assert!(dead.is_empty(), "{dead:?}");
+    let got: Vec<(Option<&str>, Option<&str>, serde_json::Value)> = events
+        .iter()
+        .map(|e| (e.level.as_deref(), e.message.as_deref(), fields(e)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                Some("warn"),
+                Some("json"),
+                serde_json::json!({"level": "warn", "msg": "json"})
+            ),
+            (
+                None,
+                Some("plain text, not JSON"),
+                serde_json::json!({"message": "plain text, not JSON"})
+            ),
+            (None, Some("[1,2]"), serde_json::json!({"message": "[1,2]"})),
+        ]
+    );
+}
