@@ -274,3 +274,178 @@ fn parse_text_batch(batch: LineBatch, source: &SourceParser, max_line_bytes: usi
         position: batch.position,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{Formats, SourceFormat, TimestampFormats};
+    use crate::record::{FileIdentity, FileMeta, FilePosition};
+
+    /// A batch of `lines` as the tailer makes them.
+    fn batch(source: &str, lines: &[&[u8]]) -> LineBatch {
+        let mut buf = Vec::new();
+        let mut refs = Vec::new();
+        let mut offset = 0u64;
+        for line in lines {
+            let start = u32::try_from(buf.len()).unwrap();
+            buf.extend_from_slice(line);
+            refs.push(LineRef {
+                offset,
+                range: start..u32::try_from(buf.len()).unwrap(),
+                too_long: None,
+            });
+            offset += line.len() as u64 + 1;
+        }
+        LineBatch {
+            buf,
+            lines: refs,
+            empty_lines: 0,
+            bytes: offset,
+            position: FilePosition {
+                file: Arc::new(FileMeta {
+                    id: 1,
+                    source: Arc::from(source),
+                }),
+                path: Arc::from("/x.log"),
+                identity: FileIdentity {
+                    dev: 1,
+                    inode: 1,
+                    fingerprint_len: 0,
+                    fingerprint: 0,
+                },
+                offset,
+                forget: false,
+            },
+        }
+    }
+
+    fn formats(specs: &[(&str, Format, OnMismatch)]) -> Formats {
+        let settings = ParseSettings {
+            sources: specs
+                .iter()
+                .map(|(name, format, on_mismatch)| SourceFormat {
+                    source: (*name).to_owned(),
+                    format: format.clone(),
+                    timestamp_formats: TimestampFormats::default(),
+                    on_mismatch: *on_mismatch,
+                })
+                .collect(),
+            ..ParseSettings::default()
+        };
+        Formats::new(&settings)
+    }
+
+    #[test]
+    fn each_batch_is_parsed_by_its_sources_format() {
+        let f = formats(&[
+            ("web", Format::NginxCombined, OnMismatch::DeadLetter),
+            ("loose", Format::Logfmt, OnMismatch::Text),
+        ]);
+        let access: &[u8] =
+            br#"127.0.0.1 - - [27/Nov/2026:13:37:44 +0000] "GET / HTTP/1.1" 200 47 "-" "curl/7.88.1""#;
+        let lines: &[&[u8]] = &[
+            access,
+            b"not an access line",
+            b"\xff\xfe",
+            b"{\"msg\":\"j\"}",
+        ];
+
+        // nginx_combined: the event is appended after the lines; its message a span of the line.
+        let out = parse_batch(batch("web", lines), f.get("web"), 1 << 20);
+        assert_eq!(out.records.len(), 1);
+        let r = &out.records[0];
+        assert!(r.line.start as usize >= lines.iter().map(|l| l.len()).sum::<usize>());
+        let fields: serde_json::Value = serde_json::from_str(out.str(&r.line)).unwrap();
+        assert_eq!(fields["status"], 200);
+        assert!(matches!(r.message, Some(Text::Span(_))));
+        assert_eq!(r.message.as_ref().unwrap().get(&out.buf), "GET / HTTP/1.1");
+        let reasons: Vec<String> = out
+            .dead_letters
+            .iter()
+            .map(|d| d.reason.to_string())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "no match for format nginx_combined (source web)",
+                "invalid UTF-8 at byte 0",
+                "no match for format nginx_combined (source web)",
+            ]
+        );
+        assert_eq!(out.bytes(&out.dead_letters[0].raw), b"not an access line");
+
+        // A source the settings do not name is JSON, on the path it always took.
+        let out = parse_batch(batch("other", lines), f.get("other"), 1 << 20);
+        assert_eq!(out.records.len(), 1);
+        assert_eq!(out.str(&out.records[0].line), "{\"msg\":\"j\"}");
+        assert_eq!(out.buf.len(), lines.iter().map(|l| l.len()).sum::<usize>());
+
+        // logfmt with on_mismatch = "text": only the bytes that are not UTF-8 are dead.
+        let out = parse_batch(batch("loose", lines), f.get("loose"), 1 << 20);
+        assert_eq!((out.records.len(), out.dead_letters.len()), (3, 1));
+        let texts: Vec<&str> = out.records.iter().map(|r| out.str(&r.line)).collect();
+        assert_eq!(texts[1], r#"{"message":"not an access line"}"#);
+    }
+
+    /// `cargo test --release --lib -- --ignored --nocapture parse_batch_speed`
+    #[test]
+    #[ignore = "timing; run in release mode"]
+    fn parse_batch_speed() {
+        let data = |name: &str| {
+            std::fs::read(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/data")
+                    .join(name),
+            )
+            .unwrap()
+        };
+        let f = formats(&[
+            ("json", Format::Json, OnMismatch::DeadLetter),
+            ("nginx", Format::NginxCombined, OnMismatch::DeadLetter),
+            ("logfmt", Format::Logfmt, OnMismatch::DeadLetter),
+            ("syslog", Format::Syslog, OnMismatch::DeadLetter),
+            ("text", Format::Text, OnMismatch::DeadLetter),
+        ]);
+        let cases = [
+            ("json", data("corpus/caddy-access.jsonl")),
+            ("nginx", data("formats/nginx-access.log")),
+            ("logfmt", data("formats/logfmt.log")),
+            ("syslog", data("formats/syslog-rfc5424.log")),
+            ("text", data("formats/postgresql.log")),
+        ];
+        for (source, bytes) in cases {
+            let lines: Vec<&[u8]> = bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            // Batches of about 64 KiB, as the tailer makes them.
+            let per_batch = lines.len() * 65_536 / bytes.len().max(1) + 1;
+            let mut many: Vec<&[u8]> = Vec::new();
+            while many.len() < per_batch {
+                many.extend(lines.iter().copied());
+            }
+            many.truncate(per_batch);
+            let batch_bytes: usize = many.iter().map(|l| l.len() + 1).sum();
+            let rounds = 400;
+            let parser = f.get(source);
+            // Built before the clock starts: only parsing is timed.
+            let batches: Vec<LineBatch> = (0..rounds).map(|_| batch(source, &many)).collect();
+            let start = std::time::Instant::now();
+            let mut records = 0;
+            for b in batches {
+                let out = parse_batch(b, parser, 1 << 20);
+                records += out.records.len();
+                drop(std::hint::black_box(out));
+            }
+            let secs = start.elapsed().as_secs_f64();
+            assert_eq!(records, rounds * many.len(), "{source}");
+            println!(
+                "{source:>7}: {:.2} M lines/s, {:.0} MB/s ({} lines of {} bytes per batch)",
+                records as f64 / secs / 1e6,
+                (rounds * batch_bytes) as f64 / secs / 1e6,
+                many.len(),
+                batch_bytes
+            );
+        }
+    }
+}

@@ -485,7 +485,18 @@ impl<'o> Obj<'o> {
 
     pub fn uint(&mut self, key: &str, value: u64) {
         self.key(key);
-        self.out.extend_from_slice(value.to_string().as_bytes());
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut v = value;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.out.extend_from_slice(&digits[i..]);
     }
 
     pub fn bool(&mut self, key: &str, value: bool) {

@@ -177,8 +177,10 @@ pub fn combined<'a>(
     }
     obj.str("time_local", time);
     obj.str("request", request);
-    let parts: Vec<&str> = request.split(' ').collect();
-    if let [method, uri, protocol] = parts.as_slice() {
+    let mut parts = request.splitn(4, ' ');
+    if let (Some(method), Some(uri), Some(protocol), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    {
         if !method.is_empty() && !uri.is_empty() && protocol.starts_with("HTTP/") {
             obj.str("request_method", method);
             obj.str("request_uri", uri);

@@ -538,3 +538,45 @@ fn source_formats_reach_the_parse_settings() {
     assert_eq!(plain.sources[0].format, Format::Json);
     assert!(plain.sources[0].timestamp_format.is_empty());
 }
+
+#[test]
+fn the_readme_text_format_examples_load_and_read_their_logs() {
+    use crate::parse::{Formats, ParseSettings, Scratch};
+    let readme = include_str!("../../../README.md");
+    let section = &readme[readme
+        .find("## Text formats")
+        .expect("README has a Text formats section")..];
+    let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let config = load(example).unwrap();
+    let names: Vec<(&str, &str)> = config
+        .sources
+        .iter()
+        .map(|s| (s.name.as_str(), s.format.name()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("nginx", "nginx_combined"),
+            ("nginx-errors", "nginx_error"),
+            ("syslog", "syslog"),
+            ("app", "logfmt"),
+            ("postgres", "regex")
+        ]
+    );
+    // The PostgreSQL example reads a line of a real server log.
+    let formats = Formats::new(&ParseSettings::from_config(&config.parse));
+    let pg = formats.get("postgres");
+    let line = "2026-11-27 13:38:47.909 UTC [17451] LOG:  listening on IPv4 address \"127.0.0.1\"";
+    let mut out = Vec::new();
+    let event = crate::parse::parse_text(line, pg, &mut Scratch::new(pg), &mut out).unwrap();
+    assert_eq!(
+        event.ts_micros.map(crate::parse::format_timestamp_micros),
+        Some("2026-11-27T13:38:47.909000Z".to_owned())
+    );
+    assert_eq!(event.level.as_deref(), Some("log"));
+    assert_eq!(
+        event.message.as_deref(),
+        Some("listening on IPv4 address \"127.0.0.1\"")
+    );
+}
