@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::util::{Backend, DeadRow, EventRow, SourceSpec, TestEnv};
+use std::io::Write;
+
+use crate::util::{wait_until, Backend, DeadRow, EventRow, SourceSpec, TestEnv, DEADLINE};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -42,7 +44,16 @@ fn pg_keys(on_mismatch: &str) -> String {
 /// Writes the config with `sources`, copies their samples (unless the test wrote the file in
 /// `logs/` already), runs `logbelt run --once`.
 fn run(env: &TestEnv, sources: &[Source]) {
+    configure(env, sources, 5000);
+    let stderr = env.run_once();
+    assert!(!stderr.contains("panicked"), "logbelt panicked:\n{stderr}");
+    env.db.assert_no_duplicates();
+}
+
+/// Writes the config with `sources` and `batch_rows`, and copies their samples.
+fn configure(env: &TestEnv, sources: &[Source], batch_rows: u64) {
     let mut config = env.config();
+    config.batch_rows = batch_rows;
     config.sources = sources
         .iter()
         .map(|s| SourceSpec {
@@ -62,9 +73,6 @@ fn run(env: &TestEnv, sources: &[Source]) {
         }
     }
     std::fs::write(env.config_path(), toml).expect("write logbelt.toml");
-    let stderr = env.run_once();
-    assert!(!stderr.contains("panicked"), "logbelt panicked:\n{stderr}");
-    env.db.assert_no_duplicates();
 }
 
 /// The sample's lines, with the offset of each.
@@ -359,4 +367,115 @@ fn on_mismatch_text_stores_them_as_text_events(b: Backend) {
             (None, Some("[1,2]"), serde_json::json!({"message": "[1,2]"})),
         ]
     );
+}
+
+// ----- CRI: pieces joined, across reads and restarts -------------------------------------------
+
+const CRI_FIRST: [&str; 3] = [
+    "2026-11-27T13:40:00.000000001Z stdout F a",
+    "2026-11-27T13:40:01.000000001Z stdout P piece one, ",
+    "2026-11-27T13:40:02.000000001Z stdout P piece two, ",
+];
+const CRI_REST: [&str; 3] = [
+    "2026-11-27T13:40:02.500000001Z stderr F an error",
+    "2026-11-27T13:40:03.000000001Z stdout F the end",
+    "2026-11-27T13:40:04.000000001Z stdout F b",
+];
+
+fn append(env: &TestEnv, lines: &[&str]) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(env.log("pod.log"))
+        .expect("open pod.log");
+    for l in lines {
+        writeln!(f, "{l}").expect("append");
+    }
+}
+
+/// The offset of line `i` of CRI_FIRST then CRI_REST.
+fn cri_offset(i: usize) -> i64 {
+    CRI_FIRST
+        .iter()
+        .chain(CRI_REST.iter())
+        .take(i)
+        .map(|l| l.len() as i64 + 1)
+        .sum()
+}
+
+/// What the pod log holds once every line is there: (offset, stream, message), by offset.
+fn cri_want() -> Vec<(i64, String, String)> {
+    let row =
+        |i, stream: &str, message: &str| (cri_offset(i), stream.to_owned(), message.to_owned());
+    vec![
+        row(0, "stdout", "a"),
+        row(1, "stdout", "piece one, piece two, the end"),
+        row(3, "stderr", "an error"),
+        row(5, "stdout", "b"),
+    ]
+}
+
+fn cri_got(env: &TestEnv) -> Vec<(i64, String, String)> {
+    env.db.assert_no_duplicates();
+    assert!(env.db.dead_letters().is_empty());
+    env.db
+        .events()
+        .iter()
+        .map(|e| {
+            let f = fields(e);
+            assert_eq!(e.message.as_deref(), f["message"].as_str());
+            assert!(e.ts.is_some());
+            (
+                e.file_offset,
+                f["stream"].as_str().unwrap().to_owned(),
+                f["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn committed(env: &TestEnv) -> i64 {
+    let files = env.db.files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].committed_offset
+}
+
+both_backends!(cri_pieces_are_joined_across_reads_and_runs);
+fn cri_pieces_are_joined_across_reads_and_runs(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    append(&env, &CRI_FIRST);
+    // One line per batch: the pieces of one line are in different batches.
+    configure(&env, &[source("k8s", "pod.log", "format = \"cri\"\n")], 1);
+    env.run_once();
+    // Only "a" is stored; the position stays at the first piece, not inside the line.
+    assert_eq!(cri_got(&env), cri_want()[..1]);
+    assert_eq!(committed(&env), cri_offset(1));
+    append(&env, &CRI_REST);
+    env.run_once();
+    assert_eq!(cri_got(&env), cri_want());
+    assert_eq!(committed(&env), cri_offset(6));
+}
+
+both_backends!(cri_a_line_in_pieces_survives_kill_9);
+fn cri_a_line_in_pieces_survives_kill_9(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    append(&env, &CRI_FIRST);
+    configure(&env, &[source("k8s", "pod.log", "format = \"cri\"\n")], 1);
+    let mut d = env.start();
+    d.wait_started();
+    // Killed while the line's pieces are read and not yet ended.
+    wait_until(
+        "\"a\" committed, position at the first piece",
+        DEADLINE,
+        || {
+            d.assert_running();
+            env.db.rows() == 1
+                && env.db.files().first().map(|f| f.committed_offset) == Some(cri_offset(1))
+        },
+    );
+    d.kill9();
+    append(&env, &CRI_REST);
+    env.run_once();
+    assert_eq!(cri_got(&env), cri_want());
+    assert_eq!(committed(&env), cri_offset(6));
 }

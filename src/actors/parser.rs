@@ -5,6 +5,7 @@
 //! path it always took; a text source's events (JSON objects logbelt writes) are appended to
 //! the batch's buffer, after its lines.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -12,13 +13,17 @@ use actix::prelude::*;
 use super::{GuardedStage, StageGuard, Window};
 use crate::messages::{Flush, Lines, Records, StageGone};
 use crate::parse::{
-    parse_line, parse_text, text_event, Event, Format, Formats, OnMismatch, ParseError,
-    ParseSettings, Scratch, SourceParser,
+    cri_line, parse_line, parse_text, text_event, write_cri_event, Event, Format, Formats,
+    OnMismatch, ParseError, ParseSettings, Scratch, SourceParser,
 };
-use crate::record::{DeadLetter, DeadLetterReason, LineBatch, LineRef, Record, RecordBatch, Text};
+use crate::record::{
+    DeadLetter, DeadLetterReason, FileId, LineBatch, LineRef, Record, RecordBatch, Text,
+};
 
 pub struct Parser {
     formats: Formats,
+    /// CRI files with pieces of lines waiting for their `F` line.
+    cri: HashMap<FileId, CriPending>,
     max_line_bytes: usize,
     writer: Window<Records>,
     writer_flush: Recipient<Flush>,
@@ -40,6 +45,7 @@ impl Parser {
     ) -> Self {
         Parser {
             formats: Formats::new(&settings),
+            cri: HashMap::new(),
             max_line_bytes,
             writer,
             writer_flush,
@@ -69,7 +75,17 @@ impl Handler<Lines> for Parser {
             panic!("fault injection: parser panics on batch {}", self.batches);
         }
         let source = self.formats.get(&batch.position.file.source);
-        let records = parse_batch(batch, source, self.max_line_bytes);
+        let records = if let Format::Cri = source.format {
+            let id = batch.position.file.id;
+            let mut pending = self.cri.remove(&id).unwrap_or_default();
+            let records = parse_cri_batch(batch, source, &mut pending, self.max_line_bytes);
+            if !pending.is_empty() {
+                self.cri.insert(id, pending);
+            }
+            records
+        } else {
+            parse_batch(batch, source, self.max_line_bytes)
+        };
         self.writer.forward(ctx, Records(records));
     }
 }
@@ -275,6 +291,333 @@ fn parse_text_batch(batch: LineBatch, source: &SourceParser, max_line_bytes: usi
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// CRI: pieces of lines joined across batches, exactly once
+// ---------------------------------------------------------------------------------------------
+
+/// A CRI file's rows not stored yet: pieces (`P`) waiting for their stream's `F` line, and every
+/// row of the file that comes after the first of them. While anything is pending, the file's
+/// batches carry the offset of that first piece as their position: a committed position never
+/// falls inside an event, nor passes a row that is not stored. After a restart the file is read
+/// again from there, and the pending pieces and held rows are made again, whole. Nothing here
+/// outlives the Parser actor, so a restarted pipeline starts empty.
+#[derive(Debug, Default)]
+pub struct CriPending {
+    /// Offset of the first pending piece (`None`: nothing pending).
+    start: Option<u64>,
+    open: Vec<OpenPiece>,
+    /// Rows finished since `start`, in file order.
+    held: Vec<HeldRow>,
+    /// Bytes of `open` texts and `held` rows.
+    bytes: usize,
+}
+
+impl CriPending {
+    fn is_empty(&self) -> bool {
+        self.start.is_none() && self.open.is_empty() && self.held.is_empty()
+    }
+}
+
+/// One stream's line being joined.
+#[derive(Debug)]
+struct OpenPiece {
+    stream: String,
+    /// Offset of its first piece: the event's offset.
+    offset: u64,
+    time: String,
+    ts_micros: i64,
+    text: String,
+}
+
+/// A row held while pieces before it are pending.
+#[derive(Debug)]
+enum HeldRow {
+    Event {
+        offset: u64,
+        json: Vec<u8>,
+        ts_micros: Option<i64>,
+        message: String,
+    },
+    Dead {
+        offset: u64,
+        raw: Vec<u8>,
+        line_bytes: u64,
+        reason: DeadLetterReason,
+    },
+}
+
+impl HeldRow {
+    fn bytes(&self) -> usize {
+        match self {
+            HeldRow::Event { json, message, .. } => json.len() + message.len(),
+            HeldRow::Dead { raw, .. } => raw.len(),
+        }
+    }
+}
+
+/// A CRI source's batch: `P` pieces are joined with the stream's next lines up to its `F` line
+/// into one event at the first piece's offset (their texts concatenated, as the runtime split
+/// one line). A joined text reaching `max_line_bytes` is stored as an event marked
+/// `"partial": true` and the rest goes on as a new one; pending rows past four times
+/// `max_line_bytes` (a stream that never ends its line while others write) are stored the same
+/// way. A batch that forgets its file (deleted, read to its end) stores what is pending.
+pub fn parse_cri_batch(
+    batch: LineBatch,
+    source: &SourceParser,
+    pending: &mut CriPending,
+    max_line_bytes: usize,
+) -> RecordBatch {
+    let mut out: Vec<u8> = Vec::new();
+    let base = batch.buf.len();
+    let mut rows = Rows {
+        base,
+        out: &mut out,
+        records: Vec::with_capacity(batch.lines.len()),
+        dead_letters: Vec::new(),
+    };
+    let hold_limit = max_line_bytes.saturating_mul(4);
+    for line in &batch.lines {
+        let bytes = batch
+            .buf
+            .get(line.range.start as usize..line.range.end as usize)
+            .unwrap_or(&[]);
+        let dead = |reason, line_bytes| HeldRow::Dead {
+            offset: line.offset,
+            raw: bytes.to_vec(),
+            line_bytes,
+            reason,
+        };
+        let row = if let Some(full) = line.too_long {
+            Some(dead(
+                DeadLetterReason::TooLong {
+                    len: full,
+                    limit: max_line_bytes as u64,
+                },
+                full,
+            ))
+        } else {
+            match std::str::from_utf8(bytes) {
+                Err(e) => Some(dead(
+                    ParseError::InvalidUtf8 {
+                        at: e.valid_up_to(),
+                    }
+                    .into(),
+                    bytes.len() as u64,
+                )),
+                Ok(text) => match cri_line(text) {
+                    None if source.on_mismatch == OnMismatch::Text => {
+                        let mut json = Vec::new();
+                        text_event(text, &mut json);
+                        Some(HeldRow::Event {
+                            offset: line.offset,
+                            json,
+                            ts_micros: None,
+                            message: text.to_owned(),
+                        })
+                    }
+                    None => Some(dead(
+                        DeadLetterReason::NoMatch {
+                            source: source.source.clone(),
+                            format: "cri",
+                        },
+                        bytes.len() as u64,
+                    )),
+                    Some(l) => {
+                        match pending.open.iter().position(|o| o.stream == l.stream) {
+                            Some(i) => {
+                                pending.open[i].text.push_str(l.text);
+                                pending.bytes += l.text.len();
+                                let full = pending.open[i].text.len() >= max_line_bytes;
+                                (!l.partial || full).then(|| {
+                                    let piece = pending.open.remove(i);
+                                    pending.bytes = pending.bytes.saturating_sub(piece.text.len());
+                                    joined(piece, l.partial)
+                                })
+                            }
+                            None if l.partial => {
+                                pending.start.get_or_insert(line.offset);
+                                pending.bytes += l.text.len();
+                                pending.open.push(OpenPiece {
+                                    stream: l.stream.to_owned(),
+                                    offset: line.offset,
+                                    time: l.time.to_owned(),
+                                    ts_micros: l.ts_micros,
+                                    text: l.text.to_owned(),
+                                });
+                                None
+                            }
+                            None if pending.start.is_none() => {
+                                // The common case, a full line with nothing pending: stored
+                                // from the batch, its message a span of the line.
+                                let start = rows.out.len();
+                                write_cri_event(rows.out, l.time, l.stream, l.text, false);
+                                rows.record(
+                                    line.offset,
+                                    start,
+                                    Some(l.ts_micros),
+                                    Some(Text::from_cow(
+                                        std::borrow::Cow::Borrowed(l.text),
+                                        bytes,
+                                        line.range.start,
+                                    )),
+                                );
+                                continue;
+                            }
+                            None => {
+                                let mut json = Vec::new();
+                                write_cri_event(&mut json, l.time, l.stream, l.text, false);
+                                Some(HeldRow::Event {
+                                    offset: line.offset,
+                                    json,
+                                    ts_micros: Some(l.ts_micros),
+                                    message: l.text.to_owned(),
+                                })
+                            }
+                        }
+                    }
+                },
+            }
+        };
+        if let Some(row) = row {
+            if pending.start.is_some() {
+                pending.bytes += row.bytes();
+                pending.held.push(row);
+            } else {
+                rows.release(row);
+            }
+        }
+        if pending.open.is_empty() || pending.bytes > hold_limit {
+            release_all(pending, &mut rows);
+        }
+    }
+    let mut position = batch.position;
+    if position.forget {
+        release_all(pending, &mut rows);
+    }
+    if let Some(start) = pending.start {
+        position.offset = start;
+    }
+    let Rows {
+        records,
+        dead_letters,
+        ..
+    } = rows;
+    let mut buf = batch.buf;
+    buf.extend_from_slice(&out);
+    RecordBatch {
+        buf,
+        records,
+        dead_letters,
+        empty_lines: batch.empty_lines,
+        bytes: batch.bytes,
+        position,
+    }
+}
+
+/// The event of a joined line (`cut`: stored before its `F` line).
+fn joined(piece: OpenPiece, cut: bool) -> HeldRow {
+    let mut json = Vec::new();
+    write_cri_event(&mut json, &piece.time, &piece.stream, &piece.text, cut);
+    HeldRow::Event {
+        offset: piece.offset,
+        json,
+        ts_micros: Some(piece.ts_micros),
+        message: piece.text,
+    }
+}
+
+/// Stores every pending row: open pieces as cut events, then the held rows.
+fn release_all(pending: &mut CriPending, rows: &mut Rows<'_>) {
+    for piece in std::mem::take(&mut pending.open) {
+        let row = joined(piece, true);
+        pending.held.push(row);
+    }
+    for row in std::mem::take(&mut pending.held) {
+        rows.release(row);
+    }
+    pending.start = None;
+    pending.bytes = 0;
+}
+
+/// The rows of a batch being built; events are written to `out`, which is appended to the
+/// batch's buffer (at `base`).
+struct Rows<'o> {
+    base: usize,
+    out: &'o mut Vec<u8>,
+    records: Vec<Record>,
+    dead_letters: Vec<DeadLetter>,
+}
+
+impl Rows<'_> {
+    /// The range in the final buffer of `out[start..]`, if it fits the buffer's `u32` ranges.
+    fn range(&self, start: usize) -> Option<std::ops::Range<u32>> {
+        let s = u32::try_from(self.base + start).ok()?;
+        let e = u32::try_from(self.base + self.out.len()).ok()?;
+        Some(s..e)
+    }
+
+    fn record(&mut self, offset: u64, start: usize, ts_micros: Option<i64>, message: Option<Text>) {
+        match self.range(start) {
+            Some(line) => self.records.push(Record {
+                offset,
+                line,
+                ts_micros,
+                level: None,
+                message,
+            }),
+            None => {
+                // Past 4 GiB in one batch: not storable; kept as a line too long.
+                let len = (self.out.len() - start) as u64;
+                self.out.truncate(start);
+                self.dead_letters.push(DeadLetter {
+                    offset,
+                    raw: 0..0,
+                    line_bytes: len,
+                    reason: DeadLetterReason::TooLong {
+                        len,
+                        limit: u64::from(u32::MAX),
+                    },
+                });
+            }
+        }
+    }
+
+    fn release(&mut self, row: HeldRow) {
+        let start = self.out.len();
+        match row {
+            HeldRow::Event {
+                offset,
+                json,
+                ts_micros,
+                message,
+            } => {
+                self.out.extend_from_slice(&json);
+                self.record(
+                    offset,
+                    start,
+                    ts_micros,
+                    Some(Text::Owned(message.into_boxed_str())),
+                );
+            }
+            HeldRow::Dead {
+                offset,
+                raw,
+                line_bytes,
+                reason,
+            } => {
+                self.out.extend_from_slice(&raw);
+                let raw = self.range(start).unwrap_or(0..0);
+                self.dead_letters.push(DeadLetter {
+                    offset,
+                    raw,
+                    line_bytes,
+                    reason,
+                });
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,6 +728,140 @@ mod tests {
         assert_eq!((out.records.len(), out.dead_letters.len()), (3, 1));
         let texts: Vec<&str> = out.records.iter().map(|r| out.str(&r.line)).collect();
         assert_eq!(texts[1], r#"{"message":"not an access line"}"#);
+    }
+
+    /// Lines starting at `from` (a file offset) of `lines`, as one batch.
+    fn cri_batch(lines: &[&str], from: u64, forget: bool) -> LineBatch {
+        let mut offset = 0u64;
+        let mut picked: Vec<&[u8]> = Vec::new();
+        let mut first = None;
+        for l in lines {
+            if offset >= from {
+                first.get_or_insert(offset);
+                picked.push(l.as_bytes());
+            }
+            offset += l.len() as u64 + 1;
+        }
+        let mut b = batch("k8s", &picked);
+        let shift = first.unwrap_or(offset);
+        for r in &mut b.lines {
+            r.offset += shift;
+        }
+        b.position.offset = offset;
+        b.position.forget = forget;
+        b
+    }
+
+    /// (offset, message, partial) of each record.
+    fn cri_events(out: &RecordBatch) -> Vec<(u64, String, bool)> {
+        out.records
+            .iter()
+            .map(|r| {
+                let v: serde_json::Value = serde_json::from_str(out.str(&r.line)).unwrap();
+                assert_eq!(r.message.as_ref().unwrap().get(&out.buf), v["message"]);
+                (
+                    r.offset,
+                    v["message"].as_str().unwrap().to_owned(),
+                    v.get("partial").is_some(),
+                )
+            })
+            .collect()
+    }
+
+    const CRI: [&str; 7] = [
+        "2026-11-27T13:40:00.000000001Z stdout F a",
+        "2026-11-27T13:40:01.000000001Z stdout P x1 ",
+        "2026-11-27T13:40:02.000000001Z stdout P x2 ",
+        "2026-11-27T13:40:02.500000001Z stderr F e",
+        "not a cri line",
+        "2026-11-27T13:40:03.000000001Z stdout F x3",
+        "2026-11-27T13:40:04.000000001Z stdout F b",
+    ];
+
+    fn offset_of(i: usize) -> u64 {
+        CRI[..i].iter().map(|l| l.len() as u64 + 1).sum()
+    }
+
+    #[test]
+    fn cri_pieces_are_joined_across_batches_and_positions_stay_before_them() {
+        let f = formats(&[("k8s", Format::Cri, OnMismatch::DeadLetter)]);
+        let p = f.get("k8s");
+        let mut pending = CriPending::default();
+        // Batch 1: "a", and the first piece: the position stays at that piece.
+        let b1 = cri_batch(&CRI[..2], 0, false);
+        let out = parse_cri_batch(b1, p, &mut pending, 1 << 20);
+        assert_eq!(cri_events(&out), [(0, "a".to_owned(), false)]);
+        assert_eq!(out.position.offset, offset_of(1));
+        assert!(matches!(out.records[0].message, Some(Text::Span(_))));
+        // Batch 2: another piece, a stderr line and a line that is not CRI: all held.
+        let mut b2 = cri_batch(&CRI[..5], offset_of(2), false);
+        b2.lines.retain(|l| l.offset >= offset_of(2));
+        let out = parse_cri_batch(b2, p, &mut pending, 1 << 20);
+        assert!(out.records.is_empty() && out.dead_letters.is_empty());
+        assert_eq!(out.position.offset, offset_of(1));
+        // A restart here reads again from offset_of(1), with nothing pending.
+        let mut fresh = CriPending::default();
+        let again = parse_cri_batch(cri_batch(&CRI, offset_of(1), false), p, &mut fresh, 1 << 20);
+        // Batch 3: the F line ends the joined line; everything held is stored.
+        let out = parse_cri_batch(
+            cri_batch(&CRI, offset_of(5), false),
+            p,
+            &mut pending,
+            1 << 20,
+        );
+        let want = [
+            (offset_of(3), "e".to_owned(), false),
+            (offset_of(1), "x1 x2 x3".to_owned(), false),
+            (offset_of(6), "b".to_owned(), false),
+        ];
+        for got in [&out, &again] {
+            assert_eq!(cri_events(got), want);
+            assert_eq!(got.position.offset, offset_of(7));
+            let dead: Vec<(u64, String, &[u8])> = got
+                .dead_letters
+                .iter()
+                .map(|d| (d.offset, d.reason.to_string(), got.bytes(&d.raw)))
+                .collect();
+            assert_eq!(
+                dead,
+                [(
+                    offset_of(4),
+                    "no match for format cri (source ".to_owned() + "k8s)",
+                    CRI[4].as_bytes()
+                )]
+            );
+        }
+        assert!(pending.is_empty() && fresh.is_empty());
+    }
+
+    #[test]
+    fn cri_lines_past_the_limit_are_cut_and_a_forgotten_file_stores_what_is_pending() {
+        let f = formats(&[("k8s", Format::Cri, OnMismatch::Text)]);
+        let p = f.get("k8s");
+        let mut pending = CriPending::default();
+        let lines = [
+            "2026-11-27T13:40:01Z stdout P 12345",
+            "2026-11-27T13:40:02Z stdout P 67890",
+            "2026-11-27T13:40:03Z stdout P abc",
+            "plain",
+        ];
+        let out = parse_cri_batch(cri_batch(&lines, 0, false), p, &mut pending, 8);
+        let first_two = lines[0].len() as u64 + 1 + lines[1].len() as u64 + 1;
+        assert_eq!(cri_events(&out), [(0, "1234567890".to_owned(), true)]);
+        assert_eq!(out.position.offset, first_two, "the rest is pending");
+        let out = parse_cri_batch(cri_batch(&[], 0, true), p, &mut pending, 8);
+        assert_eq!(
+            cri_events(&out),
+            [
+                (
+                    first_two + lines[2].len() as u64 + 1,
+                    "plain".to_owned(),
+                    false
+                ),
+                (first_two, "abc".to_owned(), true),
+            ]
+        );
+        assert!(out.position.forget && pending.is_empty());
     }
 
     /// `cargo test --release --lib -- --ignored --nocapture parse_batch_speed`

@@ -13,6 +13,7 @@
 //! | `nginx_combined` | nginx's variable names; `status`, `body_bytes_sent` numbers | ts from `time_local`, level from status, message = `request` |
 //! | `nginx_error` | `time`, `severity`, `pid`, `tid`, `connection`, `message`, and `client`, `server`, `request`, `upstream`, `host`, `referrer` when written | ts, level from severity, message |
 //! | `syslog` | RFC 5424 or RFC 3164 parts, `facility`/`severity` when the priority is present | ts, level from severity, message |
+//! | `cri` | `time`, `stream`, `message` (`P` pieces joined up to their `F` line by the Parser actor) | ts, message |
 //!
 //! A line that is not valid UTF-8 is a dead letter whatever the format (`invalid UTF-8 at
 //! byte N`, its bytes kept): an event's `fields` is JSON text. A valid line that does not fit the
@@ -58,11 +59,13 @@ pub enum Format {
     /// syslog files: RFC 3164 (with or without `<PRI>`, `Mmm dd hh:mm:ss` or RFC 3339 time)
     /// and RFC 5424 with structured data.
     Syslog,
+    /// CRI container logs; the Parser actor joins `P` pieces up to their `F` line.
+    Cri,
 }
 
 impl Format {
     /// Every format name accepted in the config, as written there.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "json",
         "logfmt",
         "text",
@@ -70,6 +73,7 @@ impl Format {
         "nginx_combined",
         "nginx_error",
         "syslog",
+        "cri",
     ];
 
     /// The format's name, as written in the config (for `regex`, without the pattern).
@@ -82,6 +86,7 @@ impl Format {
             Format::NginxCombined => "nginx_combined",
             Format::NginxError => "nginx_error",
             Format::Syslog => "syslog",
+            Format::Cri => "cri",
         }
     }
 
@@ -95,6 +100,7 @@ impl Format {
             "nginx_combined" => Format::NginxCombined,
             "nginx_error" => Format::NginxError,
             "syslog" => Format::Syslog,
+            "cri" => Format::Cri,
             _ => return None,
         })
     }
@@ -355,7 +361,9 @@ impl Scratch {
 }
 
 /// Parses one text line (not `json`) of `parser`'s format, writing the event's JSON object to
-/// `out`. `None`: the line does not fit the format (and `out` is as it was).
+/// `out`. `None`: the line does not fit the format (and `out` is as it was). A `cri` line is
+/// taken alone here (a `P` piece is an event marked `"partial": true`); the Parser actor joins
+/// pieces.
 pub fn parse_text<'a>(
     line: &'a str,
     parser: &SourceParser,
@@ -370,6 +378,14 @@ pub fn parse_text<'a>(
         Format::NginxCombined => super::nginx::combined(line, parser, scratch.now, out),
         Format::NginxError => super::nginx::error(line, parser, scratch.now, out),
         Format::Syslog => super::syslog::parse(line, parser, scratch.now, out),
+        Format::Cri => super::cri::cri_line(line).map(|l| {
+            super::cri::write_cri_event(out, l.time, l.stream, l.text, l.partial);
+            Parsed {
+                ts_micros: Some(l.ts_micros),
+                level: None,
+                message: Some(Cow::Borrowed(l.text)),
+            }
+        }),
     };
     if event.is_none() {
         out.truncate(start);

@@ -63,6 +63,7 @@
 //! - `timestamp`: timestamp texts and numbers, and their formatting;
 //! - `level`: level names and numbers.
 
+mod cri;
 mod format;
 mod level;
 mod logfmt;
@@ -78,6 +79,7 @@ use serde::de::IgnoredAny;
 
 use object::{key_bit, parse_object};
 
+pub use cri::{cri_line, write_cri_event, CriLine};
 pub use format::{
     infer_year, parse_text, text_event, Event, Format, Formats, OnMismatch, Scratch, SourceFormat,
     SourceParser, TimestampFormats,

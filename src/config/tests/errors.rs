@@ -437,7 +437,7 @@ fn source_error(keys: &str) -> String {
 fn source_formats_patterns_and_timestamp_formats() {
     assert_eq!(
         source_error("format = \"apache\""),
-        "/tmp/x/logbelt.toml:8:10: sources[0].format: expected one of \"json\", \"logfmt\", \"text\", \"regex\", \"nginx_combined\", \"nginx_error\", \"syslog\", found \"apache\""
+        "/tmp/x/logbelt.toml:8:10: sources[0].format: expected one of \"json\", \"logfmt\", \"text\", \"regex\", \"nginx_combined\", \"nginx_error\", \"syslog\", \"cri\", found \"apache\""
     );
     assert_eq!(
         source_error("format = \"regex\"\npattern = \"^(?P<msg>.*\""),
