@@ -65,7 +65,9 @@ fn configure(env: &TestEnv, sources: &[Source], batch_rows: u64) {
         .collect();
     let mut toml = config.to_toml();
     for s in sources {
-        let header = format!("name = \"{}\"\n", s.name);
+        // After `name` and `include`, the table's last keys (a `[sources.multiline]` table
+        // must come last).
+        let header = format!("name = \"{}\"\ninclude = [\"logs/{}\"]\n", s.name, s.file);
         assert!(toml.contains(&header), "{toml}");
         toml = toml.replacen(&header, &format!("{header}{}", s.keys), 1);
         if !env.log(s.file).exists() {
@@ -478,4 +480,176 @@ fn cri_a_line_in_pieces_survives_kill_9(b: Backend) {
     env.run_once();
     assert_eq!(cri_got(&env), cri_want());
     assert_eq!(committed(&env), cri_offset(6));
+}
+
+// ----- multiline events -------------------------------------------------------------------------
+
+const JAVA_START: &str = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ";
+const PYTHON_START: &str = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ";
+
+/// The events `start` makes of `file`: (offset of the first line, lines joined by `\n`); empty
+/// lines are not lines (the tailer skips them).
+fn joined_events(file: &str, start: &str) -> Vec<(i64, String)> {
+    let start = regex::Regex::new(start).unwrap();
+    let mut events: Vec<(i64, String)> = Vec::new();
+    for (offset, line) in lines(file) {
+        if line.is_empty() {
+            continue;
+        }
+        let line = String::from_utf8(line).unwrap();
+        match events.last_mut() {
+            Some((_, text)) if !start.is_match(&line) => {
+                text.push('\n');
+                text.push_str(&line);
+            }
+            _ => events.push((offset, line)),
+        }
+    }
+    events
+}
+
+fn multiline_keys(format: &str, rule: &str, pattern: &str, timeout_ms: u64) -> String {
+    format!("format = \"{format}\"\n[sources.multiline]\n{rule} = '{pattern}'\ntimeout_ms = {timeout_ms}\n")
+}
+
+both_backends!(multiline_stack_traces_and_statements_are_one_event_each);
+fn multiline_stack_traces_and_statements_are_one_event_each(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    let pg = format!(
+        "format = \"regex\"\npattern = '(?s){}'\ntimestamp_format = \"%Y-%m-%d %H:%M:%S%.3f UTC\"\n\
+         [sources.multiline]\ncontinue = '^\\t'\ntimeout_ms = 100\n",
+        PG_PATTERN
+    );
+    configure(
+        &env,
+        &[
+            source(
+                "java",
+                "java-stacktrace.log",
+                &multiline_keys("text", "start", JAVA_START, 100),
+            ),
+            source(
+                "python",
+                "python-traceback.log",
+                &multiline_keys("text", "start", PYTHON_START, 100),
+            ),
+            source("pg", "postgresql.log", &pg),
+        ],
+        5000,
+    );
+    let java = joined_events("java-stacktrace.log", JAVA_START);
+    let python = joined_events("python-traceback.log", PYTHON_START);
+    let pg_events = joined_events("postgresql.log", r"^\S+ \S+ UTC \[");
+    assert_eq!((java.len(), python.len(), pg_events.len()), (23, 34, 93));
+    let mut d = env.start();
+    d.wait_started();
+    // The last event of each file is stored by the timeout: no line comes after it.
+    env.db.wait_rows(150, Some(&mut d));
+    d.sigterm();
+    d.assert_exit_ok();
+    env.db.assert_no_duplicates();
+    assert!(
+        env.db.dead_letters().is_empty(),
+        "{:?}",
+        env.db.dead_letters()
+    );
+    for (name, want) in [("java", &java), ("python", &python), ("pg", &pg_events)] {
+        let (events, _) = rows_of(&env, name);
+        let got: Vec<(i64, String)> = events
+            .iter()
+            .map(|e| (e.file_offset, e.message.clone().unwrap_or_default()))
+            .collect();
+        if name == "pg" {
+            // The regex's message is the text after the prefix, continuation lines included.
+            for ((offset, text), (want_offset, want_text)) in got.iter().zip(want.iter()) {
+                assert_eq!(offset, want_offset);
+                assert!(
+                    want_text.ends_with(text.as_str()),
+                    "{text:?} / {want_text:?}"
+                );
+            }
+            assert_eq!(got.len(), want.len());
+        } else {
+            assert_eq!(&got, want, "{name}");
+        }
+    }
+    // A Java stack trace with its causes is one event.
+    let (events, _) = rows_of(&env, "java");
+    let trace = events
+        .iter()
+        .find(|e| {
+            e.message
+                .as_deref()
+                .is_some_and(|m| m.contains("Caused by:"))
+        })
+        .expect("a trace with a cause");
+    assert!(trace.message.as_deref().unwrap().contains("\n\tat "));
+    // A PostgreSQL statement over several lines keeps its time and level.
+    let (events, _) = rows_of(&env, "pg");
+    let statement = events
+        .iter()
+        .find(|e| e.message.as_deref().is_some_and(|m| m.contains("\n\t")))
+        .expect("a statement over several lines");
+    assert!(
+        statement.ts.is_some() && statement.level.is_some(),
+        "{statement:?}"
+    );
+}
+
+both_backends!(a_multiline_event_survives_kill_9);
+fn a_multiline_event_survives_kill_9(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    let events = joined_events("java-stacktrace.log", JAVA_START);
+    let all = lines("java-stacktrace.log");
+    // The file up to the middle of the 4th event (a stack trace), then the rest.
+    let (cut_event, _) = events
+        .iter()
+        .skip(3)
+        .find(|(_, text)| text.lines().count() > 3)
+        .expect("a trace");
+    let cut_line = all.iter().position(|(o, _)| o == cut_event).unwrap() + 2;
+    let write = |range: std::ops::Range<usize>| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(env.log("app.log"))
+            .unwrap();
+        for (_, l) in &all[range] {
+            f.write_all(l).unwrap();
+            f.write_all(b"\n").unwrap();
+        }
+    };
+    write(0..cut_line);
+    let before = events.iter().filter(|(o, _)| o < cut_event).count() as i64;
+    configure(
+        &env,
+        &[source(
+            "java",
+            "app.log",
+            &multiline_keys("text", "start", JAVA_START, 3_600_000),
+        )],
+        1,
+    );
+    let mut d = env.start();
+    d.wait_started();
+    wait_until(
+        "the events before the cut one, position at its first line",
+        DEADLINE,
+        || {
+            d.assert_running();
+            env.db.rows() == before
+                && env.db.files().first().map(|f| f.committed_offset) == Some(*cut_event)
+        },
+    );
+    d.kill9();
+    write(cut_line..all.len());
+    // The next start stores every event that a later line ends (the last one waits).
+    env.run_once();
+    env.db.assert_no_duplicates();
+    let got: Vec<(i64, String)> = rows_of(&env, "java")
+        .0
+        .iter()
+        .map(|e| (e.file_offset, e.message.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(got, events[..events.len() - 1]);
 }

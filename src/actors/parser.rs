@@ -24,6 +24,11 @@ pub struct Parser {
     formats: Formats,
     /// CRI files with pieces of lines waiting for their `F` line.
     cri: HashMap<FileId, CriPending>,
+    /// Multiline sources' files with an event not ended yet.
+    multi: HashMap<FileId, MultiPending>,
+    /// The input is over (`Flush`): no more rows from timeouts; what is pending is read
+    /// again at the next start.
+    draining: bool,
     max_line_bytes: usize,
     writer: Window<Records>,
     writer_flush: Recipient<Flush>,
@@ -46,6 +51,8 @@ impl Parser {
         Parser {
             formats: Formats::new(&settings),
             cri: HashMap::new(),
+            multi: HashMap::new(),
+            draining: false,
             max_line_bytes,
             writer,
             writer_flush,
@@ -53,6 +60,46 @@ impl Parser {
             batches: 0,
             panic_on_batch,
         }
+    }
+}
+
+impl Parser {
+    /// No line has come for `timeout_ms` since batch `seq` of file `id` left an event pending:
+    /// the event is stored, in a batch of its own with the file's position past it.
+    fn quiet(&mut self, id: FileId, seq: u64, ctx: &mut Context<Self>) {
+        if self.draining || self.multi.get(&id).is_none_or(|p| p.seq != seq) {
+            return;
+        }
+        let Some(mut pending) = self.multi.remove(&id) else {
+            return;
+        };
+        let Some(position) = pending.position.take() else {
+            return;
+        };
+        let source = self.formats.get(&position.file.source);
+        let mut out = Vec::new();
+        let mut rows = Rows {
+            base: 0,
+            out: &mut out,
+            records: Vec::new(),
+            dead_letters: Vec::new(),
+        };
+        let mut scratch = Scratch::new(source);
+        emit_pending(&mut pending, source, &mut scratch, &mut rows);
+        let Rows {
+            records,
+            dead_letters,
+            ..
+        } = rows;
+        let batch = RecordBatch {
+            buf: out,
+            records,
+            dead_letters,
+            empty_lines: 0,
+            bytes: 0,
+            position,
+        };
+        self.writer.forward(ctx, Records(batch));
     }
 }
 
@@ -75,7 +122,19 @@ impl Handler<Lines> for Parser {
             panic!("fault injection: parser panics on batch {}", self.batches);
         }
         let source = self.formats.get(&batch.position.file.source);
-        let records = if let Format::Cri = source.format {
+        let records = if let Some(multiline) = &source.multiline {
+            let id = batch.position.file.id;
+            let timeout = multiline.timeout;
+            let mut pending = self.multi.remove(&id).unwrap_or_default();
+            let records = parse_multiline_batch(batch, source, &mut pending, self.max_line_bytes);
+            if pending.start.is_some() {
+                pending.seq += 1;
+                let seq = pending.seq;
+                self.multi.insert(id, pending);
+                ctx.run_later(timeout, move |act, ctx| act.quiet(id, seq, ctx));
+            }
+            records
+        } else if let Format::Cri = source.format {
             let id = batch.position.file.id;
             let mut pending = self.cri.remove(&id).unwrap_or_default();
             let records = parse_cri_batch(batch, source, &mut pending, self.max_line_bytes);
@@ -94,6 +153,7 @@ impl Handler<Flush> for Parser {
     type Result = ResponseActFuture<Self, Result<(), StageGone>>;
 
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        self.draining = true;
         let writer = self.writer.clone();
         let flush = self.writer_flush.clone();
         Box::pin(
@@ -557,12 +617,23 @@ impl Rows<'_> {
     }
 
     fn record(&mut self, offset: u64, start: usize, ts_micros: Option<i64>, message: Option<Text>) {
+        self.record_with_level(offset, start, ts_micros, None, message);
+    }
+
+    fn record_with_level(
+        &mut self,
+        offset: u64,
+        start: usize,
+        ts_micros: Option<i64>,
+        level: Option<Text>,
+        message: Option<Text>,
+    ) {
         match self.range(start) {
             Some(line) => self.records.push(Record {
                 offset,
                 line,
                 ts_micros,
-                level: None,
+                level,
                 message,
             }),
             None => {
@@ -615,6 +686,170 @@ impl Rows<'_> {
                 });
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multiline events, exactly once
+// ---------------------------------------------------------------------------------------------
+
+/// A multiline source's file with an event not ended yet: its lines joined by `\n`. While it
+/// is pending, the file's batches leave with the offset of its first line as their position
+/// (as for CRI pieces): a restart reads it again whole.
+#[derive(Debug, Default)]
+pub struct MultiPending {
+    /// Offset of the event's first line (`None`: nothing pending).
+    start: Option<u64>,
+    text: String,
+    lines: usize,
+    /// The last batch's own position (past every line read), for a timeout's batch.
+    position: Option<crate::record::FilePosition>,
+    /// Batches seen while pending: a timeout is for the batch that scheduled it only.
+    seq: u64,
+}
+
+/// Stores the pending event (if any) through the source's format.
+fn emit_pending(
+    pending: &mut MultiPending,
+    source: &SourceParser,
+    scratch: &mut Scratch,
+    rows: &mut Rows<'_>,
+) {
+    let Some(offset) = pending.start.take() else {
+        return;
+    };
+    let text = std::mem::take(&mut pending.text);
+    pending.lines = 0;
+    let start = rows.out.len();
+    let event: Result<Event<'_>, DeadLetterReason> = match &source.format {
+        Format::Json => {
+            rows.out.extend_from_slice(text.as_bytes());
+            match parse_line(text.as_bytes(), &source.settings) {
+                Ok(parsed) => {
+                    let level = parsed.level.map(|l| Text::from_cow(l, &[], 0));
+                    let message = parsed.message.map(|m| Text::from_cow(m, &[], 0));
+                    rows.record_with_level(offset, start, parsed.ts_micros, level, message);
+                    return;
+                }
+                Err(e) => {
+                    rows.out.truncate(start);
+                    Err(e.into())
+                }
+            }
+        }
+        format => {
+            parse_text(&text, source, scratch, rows.out).ok_or_else(|| DeadLetterReason::NoMatch {
+                source: source.source.clone(),
+                format: format.name(),
+            })
+        }
+    };
+    let event = match (event, source.on_mismatch) {
+        (Ok(event), _) => event,
+        (Err(_), OnMismatch::Text) => text_event(&text, rows.out),
+        (Err(reason), OnMismatch::DeadLetter) => {
+            rows.release(HeldRow::Dead {
+                offset,
+                line_bytes: text.len() as u64,
+                raw: text.into_bytes(),
+                reason,
+            });
+            return;
+        }
+    };
+    let level = event.level.map(|l| Text::from_cow(l, &[], 0));
+    let message = event.message.map(|m| Text::from_cow(m, &[], 0));
+    rows.record_with_level(offset, start, event.ts_micros, level, message);
+}
+
+/// A multiline source's batch: each line starts an event or continues the pending one (by the
+/// source's `start` or `continue` pattern); an event is stored once the next one starts, when
+/// it reaches `max_lines` or `max_bytes` (the rest starts a new one), when the file is
+/// forgotten, or after `timeout_ms` without a line (`Parser::quiet`). The joined text is then
+/// read by the source's format. A line that is not UTF-8 or too long ends the pending event
+/// and is a dead letter.
+pub fn parse_multiline_batch(
+    batch: LineBatch,
+    source: &SourceParser,
+    pending: &mut MultiPending,
+    max_line_bytes: usize,
+) -> RecordBatch {
+    let Some(multiline) = &source.multiline else {
+        return parse_batch(batch, source, max_line_bytes);
+    };
+    let mut out: Vec<u8> = Vec::new();
+    let mut rows = Rows {
+        base: batch.buf.len(),
+        out: &mut out,
+        records: Vec::with_capacity(batch.lines.len()),
+        dead_letters: Vec::new(),
+    };
+    let mut scratch = Scratch::new(source);
+    for line in &batch.lines {
+        let bytes = batch
+            .buf
+            .get(line.range.start as usize..line.range.end as usize)
+            .unwrap_or(&[]);
+        let text = match (line.too_long, std::str::from_utf8(bytes)) {
+            (None, Ok(text)) => text,
+            (too_long, utf8) => {
+                emit_pending(pending, source, &mut scratch, &mut rows);
+                let reason = match (too_long, utf8) {
+                    (Some(full), _) => DeadLetterReason::TooLong {
+                        len: full,
+                        limit: max_line_bytes as u64,
+                    },
+                    (None, Err(e)) => ParseError::InvalidUtf8 {
+                        at: e.valid_up_to(),
+                    }
+                    .into(),
+                    (None, Ok(_)) => continue,
+                };
+                rows.dead_letters.push(DeadLetter {
+                    offset: line.offset,
+                    raw: line.range.clone(),
+                    line_bytes: too_long.unwrap_or(bytes.len() as u64),
+                    reason,
+                });
+                continue;
+            }
+        };
+        if pending.start.is_some() && !multiline.rule.starts(text) {
+            pending.text.push('\n');
+            pending.text.push_str(text);
+            pending.lines += 1;
+        } else {
+            emit_pending(pending, source, &mut scratch, &mut rows);
+            pending.start = Some(line.offset);
+            pending.text.push_str(text);
+            pending.lines = 1;
+        }
+        if pending.lines >= multiline.max_lines || pending.text.len() >= multiline.max_bytes {
+            emit_pending(pending, source, &mut scratch, &mut rows);
+        }
+    }
+    let mut position = batch.position;
+    if position.forget {
+        emit_pending(pending, source, &mut scratch, &mut rows);
+    }
+    pending.position = Some(position.clone());
+    if let Some(start) = pending.start {
+        position.offset = start;
+    }
+    let Rows {
+        records,
+        dead_letters,
+        ..
+    } = rows;
+    let mut buf = batch.buf;
+    buf.extend_from_slice(&out);
+    RecordBatch {
+        buf,
+        records,
+        dead_letters,
+        empty_lines: batch.empty_lines,
+        bytes: batch.bytes,
+        position,
     }
 }
 
@@ -671,6 +906,7 @@ mod tests {
                     format: format.clone(),
                     timestamp_formats: TimestampFormats::default(),
                     on_mismatch: *on_mismatch,
+                    multiline: None,
                 })
                 .collect(),
             ..ParseSettings::default()
@@ -862,6 +1098,79 @@ mod tests {
             ]
         );
         assert!(out.position.forget && pending.is_empty());
+    }
+
+    #[test]
+    fn multiline_events_keep_the_position_at_their_first_line() {
+        let spec = SourceFormat {
+            source: "java".into(),
+            format: Format::Text,
+            timestamp_formats: TimestampFormats::default(),
+            on_mismatch: OnMismatch::DeadLetter,
+            multiline: Some(crate::parse::Multiline {
+                rule: crate::parse::MultilineRule::Start(regex::Regex::new("^E ").unwrap()),
+                max_lines: 3,
+                max_bytes: 1 << 20,
+                timeout: std::time::Duration::from_secs(1),
+            }),
+        };
+        let p = SourceParser::new(&ParseSettings::default(), &spec);
+        let lines: [&[u8]; 8] = [
+            b"orphan", b"E one", b"\tat a", b"E two", b"\tat b", b"\tat c", b"\tat d", b"\xff",
+        ];
+        let offsets: Vec<u64> = lines
+            .iter()
+            .scan(0u64, |o, l| {
+                let at = *o;
+                *o += l.len() as u64 + 1;
+                Some(at)
+            })
+            .collect();
+        let messages = |out: &RecordBatch| -> Vec<(u64, String)> {
+            out.records
+                .iter()
+                .map(|r| {
+                    (
+                        r.offset,
+                        r.message.as_ref().unwrap().get(&out.buf).to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let mut pending = MultiPending::default();
+        // Up to "E two": the orphan line and "E one" are events; "E two" pends.
+        let mut b = batch("java", &lines[..5]);
+        b.position.offset = offsets[5];
+        let out = parse_multiline_batch(b, &p, &mut pending, 1 << 20);
+        assert_eq!(
+            messages(&out),
+            [
+                (0, "orphan".to_owned()),
+                (offsets[1], "E one\n\tat a".to_owned())
+            ]
+        );
+        assert_eq!(
+            out.position.offset, offsets[3],
+            "at the pending event's first line"
+        );
+        // max_lines cuts "E two" after 3 lines; the rest is a new event, ended by bytes that are
+        // not UTF-8 (a dead letter); then the file is forgotten: nothing stays pending.
+        let mut b = batch("java", &lines[5..]);
+        for (r, o) in b.lines.iter_mut().zip(&offsets[5..]) {
+            r.offset = *o;
+        }
+        b.position.forget = true;
+        let out = parse_multiline_batch(b, &p, &mut pending, 1 << 20);
+        assert_eq!(
+            messages(&out),
+            [
+                (offsets[3], "E two\n\tat b\n\tat c".to_owned()),
+                (offsets[6], "\tat d".to_owned())
+            ]
+        );
+        assert_eq!(out.dead_letters.len(), 1);
+        assert_eq!(out.dead_letters[0].offset, offsets[7]);
+        assert!(pending.start.is_none());
     }
 
     /// `cargo test --release --lib -- --ignored --nocapture parse_batch_speed`

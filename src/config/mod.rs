@@ -257,9 +257,55 @@ pub struct SourceConfig {
     /// default) or `"text"` (an event `{"message": line}`).
     #[serde(default, deserialize_with = "read::<OnMismatch, _>")]
     pub on_mismatch: OnMismatch,
+    /// `[sources.multiline]`: lines joined into one event.
+    #[serde(default, deserialize_with = "multiline_table")]
+    pub multiline: Option<MultilineConfig>,
     /// `format` and `pattern` together (set once the whole file is read).
     #[serde(skip)]
     pub format: Format,
+}
+
+/// `[sources.multiline]`: which lines make one event. Exactly one of `start` and `continue`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineConfig {
+    /// `start`: a line matching this starts an event; the others continue the one before.
+    #[serde(default, deserialize_with = "read::<rules::Pattern, _>")]
+    pub start: Option<regex::Regex>,
+    /// `continue`: a line matching this continues the event before; the others start one.
+    #[serde(
+        rename = "continue",
+        default,
+        deserialize_with = "read::<rules::Pattern, _>"
+    )]
+    pub continue_: Option<regex::Regex>,
+    /// `max_lines`: an event reaching this many lines is stored and the rest starts a new
+    /// one, 1 to 100000 (default 500).
+    #[serde(
+        default = "default_int::<500, _>",
+        deserialize_with = "ranged::<1, 100_000, _, _>"
+    )]
+    pub max_lines: usize,
+    /// `max_bytes`: likewise for its bytes, 16 to 1073741824 (default 1 MiB).
+    #[serde(
+        default = "default_int::<1_048_576, _>",
+        deserialize_with = "ranged::<16, 1_073_741_824, _, _>"
+    )]
+    pub max_bytes: usize,
+    /// `timeout_ms`: an event is stored when no line has come for this long, 1 ms to 1 hour
+    /// (default 1 s).
+    #[serde(
+        rename = "timeout_ms",
+        default = "default_ms::<1_000>",
+        deserialize_with = "ranged_ms::<1, 3_600_000, _>"
+    )]
+    pub timeout: Duration,
+}
+
+fn multiline_table<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<MultilineConfig>, D::Error> {
+    table(d).map(Some)
 }
 
 impl SourceConfig {

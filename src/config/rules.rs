@@ -17,7 +17,7 @@ use toml::Spanned;
 use super::error::{span_of, ConfigError, File, Step};
 use super::kinds::{read, wrong, Found, Item, Kind, List, Table};
 use super::{Config, DatabaseUrl, Exclude, SourceConfig, StartAt, DEFAULT_DATABASE_URL};
-use crate::parse::{Format, OnMismatch, SourceFormat, TimestampFormats};
+use crate::parse::{Format, Multiline, MultilineRule, OnMismatch, SourceFormat, TimestampFormats};
 
 // ---------------------------------------------------------------------------------------------
 // Context: the config file's folder and the environment
@@ -693,6 +693,22 @@ pub(super) fn across(
         }
         let pattern = source.pattern.clone();
         source.format = Format::from_name(&source.format_name, pattern).unwrap_or_default();
+        if let Some(m) = &source.multiline {
+            if m.start.is_some() == m.continue_.is_some() {
+                return Err(file.about(
+                    key("multiline").unwrap_or(0..0),
+                    &format!("sources[{i}].multiline"),
+                    "expected either `start` or `continue` (a regular expression), not both or neither",
+                ));
+            }
+            if source.format_name == "cri" {
+                return Err(file.about(
+                    key("multiline").unwrap_or(0..0),
+                    &format!("sources[{i}].multiline"),
+                    "format = \"cri\" joins its lines itself; multiline is for other formats",
+                ));
+            }
+        }
     }
     config.parse.sources = config
         .sources
@@ -702,6 +718,19 @@ pub(super) fn across(
             format: s.format.clone(),
             timestamp_formats: s.timestamp_format.clone(),
             on_mismatch: s.on_mismatch,
+            multiline: s.multiline.as_ref().and_then(|m| {
+                let rule = match (&m.start, &m.continue_) {
+                    (Some(re), _) => MultilineRule::Start(re.clone()),
+                    (None, Some(re)) => MultilineRule::Continue(re.clone()),
+                    (None, None) => return None,
+                };
+                Some(Multiline {
+                    rule,
+                    max_lines: m.max_lines,
+                    max_bytes: m.max_bytes,
+                    timeout: m.timeout,
+                })
+            }),
         })
         .collect();
 

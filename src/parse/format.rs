@@ -230,6 +230,48 @@ pub fn infer_year(now: DateTime<Utc>, at_year: impl Fn(i32) -> Option<i64>) -> O
         .find(|micros| *micros <= now_micros + YEARLESS_AHEAD_MICROS)
 }
 
+/// `[sources.multiline]`: which lines make one event.
+#[derive(Debug, Clone)]
+pub enum MultilineRule {
+    /// A matching line starts an event; the others continue the one before.
+    Start(Regex),
+    /// A matching line continues the event before; the others start one.
+    Continue(Regex),
+}
+
+impl MultilineRule {
+    /// Whether `line` starts an event.
+    pub fn starts(&self, line: &str) -> bool {
+        match self {
+            MultilineRule::Start(re) => re.is_match(line),
+            MultilineRule::Continue(re) => !re.is_match(line),
+        }
+    }
+}
+
+/// A source's multiline settings (see `config::MultilineConfig`).
+#[derive(Debug, Clone)]
+pub struct Multiline {
+    pub rule: MultilineRule,
+    pub max_lines: usize,
+    pub max_bytes: usize,
+    pub timeout: std::time::Duration,
+}
+
+impl PartialEq for Multiline {
+    fn eq(&self, other: &Self) -> bool {
+        let text = |r: &MultilineRule| match r {
+            MultilineRule::Start(re) => ("start", re.as_str().to_owned()),
+            MultilineRule::Continue(re) => ("continue", re.as_str().to_owned()),
+        };
+        text(&self.rule) == text(&other.rule)
+            && (self.max_lines, self.max_bytes, self.timeout)
+                == (other.max_lines, other.max_bytes, other.timeout)
+    }
+}
+
+impl Eq for Multiline {}
+
 /// One source's parsing: its format, what a mismatch becomes, and the `[parse]` settings with
 /// its own `timestamp_format`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,6 +281,7 @@ pub struct SourceFormat {
     pub format: Format,
     pub timestamp_formats: TimestampFormats,
     pub on_mismatch: OnMismatch,
+    pub multiline: Option<Multiline>,
 }
 
 /// What the parser needs for the lines of one source.
@@ -247,6 +290,7 @@ pub struct SourceParser {
     pub source: Arc<str>,
     pub format: Format,
     pub on_mismatch: OnMismatch,
+    pub multiline: Option<Multiline>,
     /// The `[parse]` field names, with this source's `timestamp_format`.
     pub settings: ParseSettings,
     /// `regex`: the names of the pattern's named groups, by group index.
@@ -267,6 +311,7 @@ impl SourceParser {
             source: Arc::from(spec.source.as_str()),
             format: spec.format.clone(),
             on_mismatch: spec.on_mismatch,
+            multiline: spec.multiline.clone(),
             settings: ParseSettings {
                 timestamp_formats: spec.timestamp_formats.clone(),
                 sources: Vec::new(),
@@ -306,6 +351,7 @@ impl Formats {
                 format: Format::Json,
                 timestamp_formats: settings.timestamp_formats.clone(),
                 on_mismatch: OnMismatch::DeadLetter,
+                multiline: None,
             },
         );
         Formats {
@@ -607,6 +653,7 @@ pub(super) mod tests {
             )
             .unwrap(),
             on_mismatch: OnMismatch::DeadLetter,
+            multiline: None,
         };
         SourceParser::new(&ParseSettings::default(), &spec)
     }

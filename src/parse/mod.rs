@@ -81,8 +81,8 @@ use object::{key_bit, parse_object};
 
 pub use cri::{cri_line, write_cri_event, CriLine};
 pub use format::{
-    infer_year, parse_text, text_event, Event, Format, Formats, OnMismatch, Scratch, SourceFormat,
-    SourceParser, TimestampFormats,
+    infer_year, parse_text, text_event, Event, Format, Formats, Multiline, MultilineRule,
+    OnMismatch, Scratch, SourceFormat, SourceParser, TimestampFormats,
 };
 pub use level::{normalize_level, LevelValue};
 pub use timestamp::{

@@ -27,7 +27,7 @@ fn unknown_key_in_source_lists_the_expected_keys() {
     let e = parse(text, PathBuf::from("/etc/logbelt.toml"), no_env()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "/etc/logbelt.toml:3:1: sources[0]: unknown key `inclde`, expected one of `name`, `include`, `exclude`, `start_at`, `follow_symlinks`, `format`, `pattern`, `timestamp_format`, `on_mismatch`"
+        "/etc/logbelt.toml:3:1: sources[0]: unknown key `inclde`, expected one of `name`, `include`, `exclude`, `start_at`, `follow_symlinks`, `format`, `pattern`, `timestamp_format`, `on_mismatch`, `multiline`"
     );
 }
 
@@ -474,5 +474,33 @@ fn source_formats_patterns_and_timestamp_formats() {
     assert_eq!(
         source_error("on_mismatch = \"drop\""),
         "/tmp/x/logbelt.toml:8:15: sources[0].on_mismatch: expected \"dead_letter\" or \"text\", found \"drop\""
+    );
+}
+
+#[test]
+fn multiline_tables() {
+    assert_eq!(
+        source_error("[sources.multiline]\nstart = '^x'\ncontinue = '^y'"),
+        "/tmp/x/logbelt.toml:8:1: sources[0].multiline: expected either `start` or `continue` (a regular expression), not both or neither"
+    );
+    assert_eq!(
+        source_error("[sources.multiline]\ntimeout_ms = 5"),
+        "/tmp/x/logbelt.toml:8:1: sources[0].multiline: expected either `start` or `continue` (a regular expression), not both or neither"
+    );
+    assert_eq!(
+        source_error("format = \"cri\"\n[sources.multiline]\nstart = '^x'"),
+        "/tmp/x/logbelt.toml:9:1: sources[0].multiline: format = \"cri\" joins its lines itself; multiline is for other formats"
+    );
+    assert_eq!(
+        source_error("[sources.multiline]\nstart = '(x'"),
+        "/tmp/x/logbelt.toml:9:9: sources[0].multiline.start: invalid regular expression: unclosed group (at character 1)"
+    );
+    assert_eq!(
+        source_error("[sources.multiline]\nstart = '^x'\nmax_lines = 0"),
+        "/tmp/x/logbelt.toml:10:13: sources[0].multiline.max_lines: expected an integer from 1 to 100000, found 0"
+    );
+    assert_eq!(
+        source_error("[sources.multiline]\nstrat = '^x'"),
+        "/tmp/x/logbelt.toml:9:1: sources[0].multiline: unknown key `strat`, expected one of `start`, `continue`, `max_lines`, `max_bytes`, `timeout_ms`"
     );
 }

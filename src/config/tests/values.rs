@@ -561,6 +561,7 @@ fn the_readme_text_format_examples_load_and_read_their_logs() {
             ("nginx-errors", "nginx_error"),
             ("syslog", "syslog"),
             ("app", "logfmt"),
+            ("java", "text"),
             ("pods", "cri"),
             ("postgres", "regex")
         ]
