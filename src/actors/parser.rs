@@ -29,6 +29,9 @@ pub struct Parser {
     /// The input is over (`Flush`): no more rows from timeouts; what is pending is read
     /// again at the next start.
     draining: bool,
+    /// Numbers the batches that leave a multiline event open, across files and events: a
+    /// timer stores the event only if its batch was the file's last.
+    timer_seq: u64,
     max_line_bytes: usize,
     writer: Window<Records>,
     writer_flush: Recipient<Flush>,
@@ -53,6 +56,7 @@ impl Parser {
             cri: HashMap::new(),
             multi: HashMap::new(),
             draining: false,
+            timer_seq: 0,
             max_line_bytes,
             writer,
             writer_flush,
@@ -128,8 +132,9 @@ impl Handler<Lines> for Parser {
             let mut pending = self.multi.remove(&id).unwrap_or_default();
             let records = parse_multiline_batch(batch, source, &mut pending, self.max_line_bytes);
             if pending.start.is_some() {
-                pending.seq += 1;
-                let seq = pending.seq;
+                self.timer_seq += 1;
+                let seq = self.timer_seq;
+                pending.seq = seq;
                 self.multi.insert(id, pending);
                 ctx.run_later(timeout, move |act, ctx| act.quiet(id, seq, ctx));
             }
@@ -704,7 +709,8 @@ pub struct MultiPending {
     lines: usize,
     /// The last batch's own position (past every line read), for a timeout's batch.
     position: Option<crate::record::FilePosition>,
-    /// Batches seen while pending: a timeout is for the batch that scheduled it only.
+    /// The number of the last batch that left this event open (`Parser::timer_seq`): a
+    /// timeout is for that batch only.
     seq: u64,
 }
 
