@@ -1179,6 +1179,150 @@ mod tests {
         assert!(pending.start.is_none());
     }
 
+    /// The parser state of one file between batches (a `CriPending` or a `MultiPending`).
+    type State = Option<Box<dyn std::any::Any>>;
+
+    /// Feeds `lines` in batches cut at `cuts`; after the batches in `restarts`, the pending state
+    /// is dropped (a crash) and reading starts again at the committed position, as the tailer
+    /// does. The last batch forgets the file (everything pending is stored). Returns every
+    /// committed row: (offset, fields or raw text, reason).
+    fn committed_rows(
+        lines: &[String],
+        cuts: &[usize],
+        restarts: &[bool],
+        run: &dyn Fn(LineBatch, &mut State) -> RecordBatch,
+    ) -> Vec<(u64, String, String)> {
+        let offsets: Vec<u64> = lines
+            .iter()
+            .scan(0u64, |o, l| {
+                let at = *o;
+                *o += l.len() as u64 + 1;
+                Some(at)
+            })
+            .collect();
+        let end = offsets
+            .last()
+            .map_or(0, |o| o + lines.last().map_or(0, |l| l.len() as u64 + 1));
+        let mut rows = Vec::new();
+        let mut state: State = None;
+        let mut next = 0usize; // index of the next line to read
+        let mut k = 0usize;
+        loop {
+            let cut = cuts
+                .get(k)
+                .copied()
+                .unwrap_or(usize::MAX)
+                .max(next + 1)
+                .min(lines.len());
+            let last = cut >= lines.len();
+            let refs: Vec<&[u8]> = lines[next..cut].iter().map(|l| l.as_bytes()).collect();
+            let mut b = batch("s", &refs);
+            for (r, o) in b.lines.iter_mut().zip(&offsets[next..cut]) {
+                r.offset = *o;
+            }
+            b.position.offset = offsets.get(cut).copied().unwrap_or(end);
+            b.position.forget = last;
+            let out = run(b, &mut state);
+            for r in &out.records {
+                rows.push((r.offset, out.str(&r.line).to_owned(), String::new()));
+            }
+            for d in &out.dead_letters {
+                let raw = String::from_utf8_lossy(out.bytes(&d.raw)).into_owned();
+                rows.push((d.offset, raw, d.reason.to_string()));
+            }
+            if last {
+                break;
+            }
+            next = cut;
+            if restarts.get(k).copied().unwrap_or(false) {
+                // A crash: what is pending is gone; the file is read again from the position.
+                state = None;
+                next = offsets
+                    .iter()
+                    .position(|o| *o >= out.position.offset)
+                    .unwrap_or(lines.len());
+            }
+            k += 1;
+        }
+        rows.sort();
+        rows
+    }
+
+    fn cri_run(f: &Formats) -> impl Fn(LineBatch, &mut State) -> RecordBatch + '_ {
+        move |b, state| {
+            let pending = state
+                .get_or_insert_with(|| Box::new(CriPending::default()))
+                .downcast_mut::<CriPending>()
+                .unwrap();
+            parse_cri_batch(b, f.get("s"), pending, 64)
+        }
+    }
+
+    fn multiline_run(p: &SourceParser) -> impl Fn(LineBatch, &mut State) -> RecordBatch + '_ {
+        move |b, state| {
+            let pending = state
+                .get_or_insert_with(|| Box::new(MultiPending::default()))
+                .downcast_mut::<MultiPending>()
+                .unwrap();
+            parse_multiline_batch(b, p, pending, 1 << 20)
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// However the lines are cut into reads, and wherever logbelt crashes and starts again
+        /// from the committed position, the committed rows are those of one clean read: each once.
+        #[test]
+        fn cri_and_multiline_rows_do_not_depend_on_reads_or_restarts(
+            kinds in proptest::collection::vec(0u8..6, 1..40),
+            cuts in proptest::collection::vec(1usize..40, 0..12),
+            restarts in proptest::collection::vec(proptest::bool::ANY, 0..12),
+        ) {
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            // CRI: pieces and full lines on two streams, and lines that are not CRI.
+            let cri: Vec<String> = kinds
+                .iter()
+                .enumerate()
+                .map(|(i, k)| match k {
+                    0 | 1 => format!("2026-11-27T13:40:{:02}Z stdout P p{i}-", i % 60),
+                    2 => format!("2026-11-27T13:40:{:02}Z stdout F f{i}", i % 60),
+                    3 => format!("2026-11-27T13:40:{:02}Z stderr P e{i}-", i % 60),
+                    4 => format!("2026-11-27T13:40:{:02}Z stderr F g{i}", i % 60),
+                    _ => format!("noise {i}"),
+                })
+                .collect();
+            let f = formats(&[("s", Format::Cri, OnMismatch::DeadLetter)]);
+            let run = cri_run(&f);
+            let clean = committed_rows(&cri, &[], &[], &run);
+            proptest::prop_assert_eq!(committed_rows(&cri, &cuts, &restarts, &run), clean);
+
+            // Multiline: events start at "E" lines.
+            let text: Vec<String> = kinds
+                .iter()
+                .enumerate()
+                .map(|(i, k)| if *k < 2 { format!("E {i}") } else { format!("\tat {i}") })
+                .collect();
+            let spec = SourceFormat {
+                source: "s".into(),
+                format: Format::Text,
+                timestamp_formats: TimestampFormats::default(),
+                on_mismatch: OnMismatch::DeadLetter,
+                multiline: Some(crate::parse::Multiline {
+                    rule: crate::parse::MultilineRule::Start(regex::Regex::new("^E ").unwrap()),
+                    max_lines: 5,
+                    max_bytes: 1 << 20,
+                    timeout: std::time::Duration::from_secs(1),
+                }),
+            };
+            let p = SourceParser::new(&ParseSettings::default(), &spec);
+            let run = multiline_run(&p);
+            let clean = committed_rows(&text, &[], &[], &run);
+            proptest::prop_assert_eq!(committed_rows(&text, &cuts, &restarts, &run), clean);
+        }
+    }
+
     /// `cargo test --release --lib -- --ignored --nocapture parse_batch_speed`
     #[test]
     #[ignore = "timing; run in release mode"]
