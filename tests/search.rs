@@ -111,6 +111,20 @@ fn dataset() -> Vec<Line> {
         .collect()
 }
 
+/// `logbelt run --once` asking for PostgreSQL's search indexes (`LOGBELT_SEARCH_INDEX=on`);
+/// its stderr.
+fn run_once_indexed(env: &TestEnv) -> String {
+    let stderr = env.path("indexed-run.stderr");
+    let mut cmd = crate::util::logbelt_command(env.dir.path(), &stderr);
+    cmd.env("LOGBELT_SEARCH_INDEX", "on")
+        .args(["run", "--once", "--config"])
+        .arg(env.config_path());
+    let mut d = crate::util::Daemon::from_command(cmd, &stderr);
+    let status = d.wait_exit(crate::util::DEADLINE);
+    assert_eq!(status.code(), Some(0), "{}", d.stderr());
+    d.stderr()
+}
+
 /// Writes the dataset into two files and ingests it.
 fn ingest(env: &TestEnv) -> Vec<Line> {
     let lines = dataset();
@@ -124,7 +138,7 @@ fn ingest(env: &TestEnv) -> Vec<Line> {
         append_lines(&env.log(file), &texts);
     }
     env.config().write(env);
-    env.run_once();
+    run_once_indexed(env);
     lines
 }
 
@@ -214,6 +228,19 @@ fn grep_same_as_scan_and_definition(b: Backend) {
             .cloned()
             .collect();
         assert_eq!(errors, want_errors, "--grep {g:?} --level error");
+    }
+    // A page of a common needle (SQLite looks among the newest events first): the same.
+    for g in ["checkout", "user-42", "#1"] {
+        let page = |extra: &[&str]| -> Vec<String> {
+            let mut a = vec!["query", "--json", "--limit", "5", "--grep", g];
+            a.extend_from_slice(extra);
+            ok(&env, &a)
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()["fields"]["k"].to_string())
+                .collect()
+        };
+        assert_eq!(page(&[]), page(&["--scan"]), "--grep {g:?} --limit 5");
+        assert_eq!(page(&[]).len(), 5, "{g:?}");
     }
     // The rare token: exactly its two lines.
     assert_eq!(keys(&env, &["--grep", "XYZZY-token"]), ["l57", "l311"]);
@@ -450,7 +477,8 @@ fn cursor_pages(b: Backend) {
 }
 both_backends!(cursor_pages);
 
-/// PostgreSQL: the indexes exist after a run by the owner; a role that may not create them
+/// PostgreSQL: the indexes exist after a run by the owner that asks for them (and not after one
+/// that does not); a role that may not create them
 /// (no CREATE on the database, not the tables' owner) runs, says once what a DBA must run, and
 /// its searches scan with the same results.
 #[test]
@@ -463,6 +491,7 @@ fn postgres_without_the_right_to_index() {
         return;
     };
     env.config().write(&env);
+    // Not asked for: no index.
     env.run_once();
     let indexes = |env: &TestEnv| -> Vec<String> {
         env.db
@@ -474,6 +503,8 @@ fn postgres_without_the_right_to_index() {
             .map(|n| n.s)
             .collect()
     };
+    assert!(indexes(&env).is_empty());
+    run_once_indexed(&env);
     assert_eq!(indexes(&env), ["log_events_fields", "log_events_search"]);
     // Gone, and the extension too; a role with only the least-privilege grants.
     env.db.execute(
@@ -499,7 +530,7 @@ fn postgres_without_the_right_to_index() {
         &lines.iter().map(|l| l.text.clone()).collect::<Vec<_>>(),
     );
     crate::util::ConfigBuilder::new(&url).write(&env);
-    let stderr = env.run_once();
+    let stderr = run_once_indexed(&env);
     let warned: Vec<&str> = stderr
         .lines()
         .filter(|l| l.contains("Search index missing"))

@@ -284,7 +284,7 @@ pub fn already_committed(store: &mut dyn Store, batches: &[RecordBatch]) -> Resu
 }
 
 /// Connects to the configured database and applies pending migrations (PostgreSQL: and creates
-/// the search indexes when it may, [`search::prepare_pg`]).
+/// the search indexes when asked for and allowed, [`search::prepare_pg`]).
 ///
 /// # Errors
 /// When the database cannot be opened or migrated.

@@ -12,7 +12,8 @@
 //!     by `--grep` (`ILIKE` on the same expression);
 //!   - [`PG_FIELDS_INDEX`]: `jsonb_path_ops` over `fields`, used by `--field` (`@>`).
 //!
-//!   Without them `query` scans; logbelt says once, in one line, what a DBA must run.
+//!   Without them `query` scans; logbelt says once, in one line, what a DBA must run. They are
+//!   made only when asked for ([`INDEX_ENV`]): they cost most of the ingest rate.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -91,16 +92,18 @@ pub fn pg_indexes_present(conn: &mut PgConnection) -> QueryResult<bool> {
     Ok(row.present)
 }
 
-/// `LOGBELT_SEARCH_INDEX=off` (or `0`, `false`): PostgreSQL's search indexes are neither
-/// created nor asked for (until a `[search] index` config key exists); queries scan.
+/// `LOGBELT_SEARCH_INDEX=on` (or `1`, `true`, `yes`) in `logbelt run`'s environment: create
+/// PostgreSQL's search indexes. Off by default (until a `[search] index` config key exists):
+/// measured, the trigram index costs most of the ingest rate (README, "Searching"). A database
+/// owner may also create them by hand ([`pg_dba_sql`]); `query` uses them whenever they exist.
 pub const INDEX_ENV: &str = "LOGBELT_SEARCH_INDEX";
 
-/// Whether [`INDEX_ENV`] turns the index off.
-pub fn index_disabled() -> bool {
+/// Whether [`INDEX_ENV`] asks for the indexes.
+pub fn index_enabled() -> bool {
     std::env::var(INDEX_ENV).is_ok_and(|v| {
         matches!(
             v.trim().to_ascii_lowercase().as_str(),
-            "off" | "0" | "false" | "no"
+            "on" | "1" | "true" | "yes"
         )
     })
 }
@@ -108,7 +111,7 @@ pub fn index_disabled() -> bool {
 /// What [`prepare_pg`] found or did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prepared {
-    /// Turned off by [`INDEX_ENV`].
+    /// Not asked for ([`INDEX_ENV`]).
     Disabled,
     /// Both indexes were there already.
     Present,
@@ -127,7 +130,7 @@ pub enum Prepared {
 /// fails: without the rights it warns once per process, naming the SQL a DBA must run, and
 /// logbelt goes on (queries scan).
 pub fn prepare_pg(url: &str) -> Prepared {
-    if index_disabled() {
+    if !index_enabled() {
         return Prepared::Disabled;
     }
     let outcome = try_prepare_pg(url);
