@@ -227,6 +227,7 @@ fn dead_letter_counters_are_rendered_at_zero_before_any_dead_letter(b: Backend) 
         "not_an_object",
         "too_long",
         "refused_by_database",
+        "no_match",
     ] {
         assert_eq!(
             m.get("logbelt_dead_letters_total", &[("reason", reason)]),

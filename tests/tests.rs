@@ -25,7 +25,14 @@
 //!   without the grants, a read-only database, a database file replaced under the daemon.
 //! - [`logrotate`]: the real `logrotate` (`create`, `copytruncate`, `delaycompress` +
 //!   `compress`) while a writer appends: every line on disk stored once, latency after each
-//!   rotation (skipped without logrotate, or failing when `LOGBELT_REQUIRE_LOGROTATE=1`).
+//!   rotation, woken without the fallback poll (skipped without logrotate, or failing when
+//!   `LOGBELT_REQUIRE_LOGROTATE=1`).
+//! - [`formats`]: text formats per source (nginx, syslog, logfmt, regex, CRI, multiline) on real
+//!   samples in `tests/data/formats`; lines that do not match; CRI and multiline across restarts.
+//! - [`retention`]: expiry by age and size, pruning gone files' rows, PostgreSQL partitions and
+//!   the conversion of an unpartitioned database.
+//! - [`diskfull`]: SQLite on a full tmpfs: a pause, not a loss (skipped without root, or failing
+//!   when `LOGBELT_REQUIRE_TMPFS=1`).
 //! - [`search`]: `query --grep` through the search index (same rows as the scan), `--field`,
 //!   `--count`, `--before`/`--after` cursors; PostgreSQL without the right to create the index.
 //! - [`fleet`]: sixteen agents into one PostgreSQL, directly and through PgBouncer in
