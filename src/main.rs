@@ -81,8 +81,9 @@ struct QueryArgs {
     #[arg(long, value_name = "LEVEL[,LEVEL...]", value_delimiter = ',')]
     level: Vec<String>,
     /// Only events whose message or JSON text contains TEXT (case-insensitive, literal).
-    /// TEXT of 3 characters or more is looked up in the search index; shorter TEXT is found
-    /// by scanning the events the other filters leave (give --since, --level… to bound it).
+    /// TEXT of 3 characters or more is looked up in the search index when the database has
+    /// one; otherwise, and for shorter TEXT, it is found by scanning the events the other
+    /// filters leave (give --since, --level… to bound it).
     #[arg(long, value_name = "TEXT")]
     grep: Option<String>,
     /// Only events whose object has VALUE at KEY (repeatable). KEY is a dotted path
