@@ -62,15 +62,21 @@ pub fn connect(
     Ok(conn)
 }
 
+/// The size a WAL file is cut back to when it is reset (`journal_size_limit`).
+const WAL_SIZE_LIMIT: u64 = 64 << 20;
+
 /// The pragmas every connection in `mode` starts with.
 fn pragmas(mode: &OpenMode, busy_timeout: Duration) -> String {
     let busy = busy_timeout.as_millis().min(i32::MAX as u128);
     match mode {
         // auto_vacuum takes effect only in a database with no tables yet (a new one): retention
         // can then give freed pages back to the file system (ARCHITECTURE.md, retention).
+        // journal_size_limit: a WAL that a large expiry (or a burst) grew is cut back to 64 MiB
+        // when it is next reset, instead of keeping its largest size on disk.
         OpenMode::ReadWrite => format!(
             "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA busy_timeout = {busy}; \
-             PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+             PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
         ),
         // A reader waits for a lock rather than failing (WAL readers rarely meet one).
         OpenMode::ReadOnly => format!("PRAGMA busy_timeout = {busy};"),

@@ -27,9 +27,6 @@ const CHUNK_ROWS: (u64, u64) = (100, 50_000);
 /// Pages one `incremental_vacuum` step frees (4 KiB pages: 1 MiB): a step moves pages, so it is
 /// kept short for the writer waiting on it.
 const VACUUM_PAGES: u64 = 256;
-/// A WAL larger than this is truncated after expiry (a passive checkpoint leaves the file's
-/// size as it is).
-const WAL_TRUNCATE_BYTES: u64 = 64 << 20;
 /// `max_bytes` removes rows until the size is this fraction of the cap, so that the next
 /// check does not have to remove again at once.
 const LOW_WATER: f64 = 0.9;
@@ -125,8 +122,7 @@ impl SqliteLifecycle {
     }
 
     /// Gives freed pages back to the file system, a step at a time with a pause after each (as
-    /// for deletes), then checkpoints the WAL: passively (writers go on), or truncating it when
-    /// it has grown past [`WAL_TRUNCATE_BYTES`] or a quarter of `max_bytes`.
+    /// for deletes), then checkpoints the WAL.
     fn shrink(&mut self, max_bytes: Option<u64>, stop: &AtomicBool) -> Result<(), DbError> {
         while self.incremental
             && !stop.load(Ordering::Relaxed)
@@ -138,11 +134,12 @@ impl SqliteLifecycle {
                 .map_err(|e| failed("cannot give freed pages back", e))?;
             std::thread::sleep(started.elapsed().max(Duration::from_millis(1)));
         }
-        let limit = max_bytes.map_or(WAL_TRUNCATE_BYTES, |cap| (cap / 4).min(WAL_TRUNCATE_BYTES));
-        let mode = if self.wal_bytes() > limit {
-            "TRUNCATE"
-        } else {
-            "PASSIVE"
+        // TRUNCATE waits for the writer and holds it up while it runs: only when the WAL counts
+        // against `max_bytes` and has grown past a quarter of it. Otherwise a passive checkpoint
+        // (writers go on), and `journal_size_limit` cuts the WAL back at its next reset.
+        let mode = match max_bytes {
+            Some(cap) if self.wal_bytes() > cap / 4 => "TRUNCATE",
+            _ => "PASSIVE",
         };
         // A checkpoint that cannot finish now (a reader holds an old snapshot) is not an error:
         // the WAL is checkpointed at a later check.
