@@ -153,11 +153,16 @@ impl SqliteLifecycle {
         std::fs::metadata(&wal).map_or(0, |m| m.len())
     }
 
-    /// The `ingested_at` of the oldest row of `log_events` that would be left after removing
-    /// `rows` of them: everything before it goes.
+    /// The instant before which the oldest `rows` of `log_events` lie: the `ingested_at` of the
+    /// first row after them that was committed later. A commit's rows share one `ingested_at`, so
+    /// the whole commit of the last of them goes too (else an excess smaller than one commit
+    /// would remove nothing).
     fn instant_after(&mut self, rows: u64) -> Result<Option<String>, DbError> {
         let found: Vec<Instant_> = diesel::sql_query(format!(
-            "SELECT ingested_at AS t FROM log_events ORDER BY id LIMIT 1 OFFSET {rows}"
+            "SELECT e.ingested_at AS t FROM log_events e, (SELECT id, ingested_at FROM log_events \
+             ORDER BY id LIMIT 1 OFFSET {}) AS last WHERE e.id > last.id \
+             AND e.ingested_at > last.ingested_at ORDER BY e.id LIMIT 1",
+            rows.saturating_sub(1)
         ))
         .load(&mut self.conn)
         .map_err(|e| failed("cannot read the oldest rows", e))?;
