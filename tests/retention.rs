@@ -183,10 +183,14 @@ fn postgres_max_bytes_drops_whole_old_partitions() {
     env.db.wait_rows(20_000, Some(&mut daemon));
     // The first partition dropped may be one that held no row (the rows all went into the next
     // minute's): wait until a partition with rows has gone, at the latest once its minute is over.
-    wait_until("a partition with rows dropped for size", PARTITION_DEADLINE, || {
-        daemon.assert_running();
-        expiry(&env).is_some_and(|e| e.partitions > 0) && env.db.events_count() < 20_000
-    });
+    wait_until(
+        "a partition with rows dropped for size",
+        PARTITION_DEADLINE,
+        || {
+            daemon.assert_running();
+            expiry(&env).is_some_and(|e| e.partitions > 0) && env.db.events_count() < 20_000
+        },
+    );
     // Whole partitions went: no row is older than the bound the run recorded, and the rows
     // of the partition rows go into now are all there.
     let older: Vec<crate::util::Count> = env.db.load(
