@@ -9,15 +9,20 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use globset::{Glob, GlobBuilder, GlobSetBuilder};
-use serde::de::{self, Deserializer};
+use serde::de;
 use toml::de::DeTable;
 use toml::Spanned;
 
+mod globs;
+mod source_format;
+
+pub(super) use globs::{exclude, IncludePattern};
+pub(super) use source_format::{default_format, FormatName, Pattern, TimestampFormatList};
+
 use super::error::{span_of, ConfigError, File, Step};
-use super::kinds::{read, wrong, Found, Item, Kind, List, Table};
-use super::{Config, DatabaseUrl, Exclude, SourceConfig, StartAt, DEFAULT_DATABASE_URL};
-use crate::parse::{Format, Multiline, MultilineRule, OnMismatch, SourceFormat, TimestampFormats};
+use super::kinds::{wrong, Found, Item, Kind, Table};
+use super::{Config, DatabaseUrl, SourceConfig, StartAt, DEFAULT_DATABASE_URL};
+use crate::parse::{Format, Multiline, MultilineRule, SourceFormat};
 
 // ---------------------------------------------------------------------------------------------
 // Context: the config file's folder and the environment
@@ -135,6 +140,16 @@ fn expand_env(raw: &str, env: &Env) -> Result<String, String> {
     Ok(out)
 }
 
+/// `~` is not expanded (the shell does that, logbelt does not): `~` and `~/...` are rejected
+/// rather than silently meaning a folder named `~` next to the config file.
+fn starts_with_tilde(path: &str) -> bool {
+    path == "~" || path.starts_with("~/")
+}
+
+fn tilde_message(found: &str) -> String {
+    format!("`~` is not expanded; write \"${{HOME}}/...\" or an absolute path, found {found:?}")
+}
+
 // ---------------------------------------------------------------------------------------------
 // Values
 // ---------------------------------------------------------------------------------------------
@@ -214,152 +229,6 @@ impl Kind for StartAt {
         match text::<Self, E>(found)?.as_str() {
             "beginning" => Ok(StartAt::Beginning),
             "end" => Ok(StartAt::End),
-            other => Err(wrong::<Self, E>(format_args!("{other:?}"))),
-        }
-    }
-}
-
-/// `sources[].format`: one of [`Format::NAMES`].
-pub(super) struct FormatName;
-
-impl Kind for FormatName {
-    type Value = String;
-
-    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<String> = Format::NAMES.iter().map(|n| format!("{n:?}")).collect();
-        write!(f, "one of {}", names.join(", "))
-    }
-
-    fn scalar<E: de::Error>(found: Found) -> Result<String, E> {
-        let name = text::<Self, E>(found)?;
-        if Format::NAMES.contains(&name.as_str()) {
-            Ok(name)
-        } else {
-            Err(wrong::<Self, E>(format_args!("{name:?}")))
-        }
-    }
-}
-
-/// `sources[].format` when it is not written.
-pub(super) fn default_format() -> String {
-    "json".to_owned()
-}
-
-/// `sources[].pattern`: a regular expression (the `regex` crate's syntax), compiled here.
-pub(super) struct Pattern;
-
-impl Kind for Pattern {
-    type Value = Option<regex::Regex>;
-
-    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a regular expression string")
-    }
-
-    /// Taken as written: `${VAR}` is not expanded in a pattern, where `$` is the regex's own.
-    fn scalar<E: de::Error>(found: Found) -> Result<Option<regex::Regex>, E> {
-        let pattern = match found {
-            Found::Str(s) if s.is_empty() => {
-                return Err(E::custom(
-                    "expected a non-empty regular expression, found \"\"",
-                ))
-            }
-            Found::Str(s) => s,
-            found => return Err(wrong::<Self, E>(found)),
-        };
-        regex::Regex::new(&pattern).map(Some).map_err(|e| {
-            E::custom(format_args!(
-                "invalid regular expression: {}",
-                regex_error(&e)
-            ))
-        })
-    }
-}
-
-/// The one line that says what is wrong with a pattern: the `regex` crate's syntax errors
-/// span several lines (the pattern, a caret, `error: …`).
-fn regex_error(e: &regex::Error) -> String {
-    match e {
-        regex::Error::Syntax(text) => {
-            let lines: Vec<&str> = text.lines().collect();
-            // The pattern is on line 1, the caret line after it.
-            let caret = lines.iter().enumerate().skip(2).find_map(|(i, l)| {
-                let t = l.trim();
-                (!t.is_empty() && t.bytes().all(|b| b == b'^')).then_some(i)
-            });
-            let column = caret.and_then(|i| {
-                let pattern_line = lines.get(i.checked_sub(1)?)?;
-                let indent = pattern_line.len() - pattern_line.trim_start().len();
-                let caret_at = lines.get(i)?.find('^')?;
-                Some(caret_at.checked_sub(indent)? + 1)
-            });
-            let what = lines
-                .iter()
-                .rev()
-                .find_map(|l| l.strip_prefix("error: "))
-                .unwrap_or(text.as_str());
-            match column {
-                Some(c) => format!("{what} (at character {c})"),
-                None => what.to_owned(),
-            }
-        }
-        other => other.to_string().replace('\n', " "),
-    }
-}
-
-/// One `sources[].timestamp_format` entry: a strftime format (chrono's).
-pub(super) struct Strftime;
-
-impl Kind for Strftime {
-    type Value = String;
-
-    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a strftime format string")
-    }
-
-    fn scalar<E: de::Error>(found: Found) -> Result<String, E> {
-        let text = non_empty::<Self, E>(found, "strftime format")?;
-        TimestampFormats::new(vec![text.clone()]).map_err(E::custom)?;
-        Ok(text)
-    }
-}
-
-impl Item for Strftime {
-    const ARRAY: &'static str = "a strftime format string or an array of them";
-    const EMPTY: Option<&'static str> =
-        Some("expected a non-empty array of strftime formats, found []");
-}
-
-/// `sources[].timestamp_format`: one format or a list tried in order.
-pub(super) struct TimestampFormatList;
-
-impl Kind for TimestampFormatList {
-    type Value = TimestampFormats;
-
-    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(Strftime::ARRAY)
-    }
-
-    fn scalar<E: de::Error>(found: Found) -> Result<TimestampFormats, E> {
-        TimestampFormats::new(vec![Strftime::scalar::<E>(found)?]).map_err(E::custom)
-    }
-
-    fn array<'de, A: de::SeqAccess<'de>>(seq: A) -> Result<TimestampFormats, A::Error> {
-        let texts = List::<Strftime>::array(seq)?;
-        TimestampFormats::new(texts).map_err(<A::Error as de::Error>::custom)
-    }
-}
-
-impl Kind for OnMismatch {
-    type Value = OnMismatch;
-
-    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"dead_letter\" or \"text\"")
-    }
-
-    fn scalar<E: de::Error>(found: Found) -> Result<OnMismatch, E> {
-        match text::<Self, E>(found)?.as_str() {
-            "dead_letter" => Ok(OnMismatch::DeadLetter),
-            "text" => Ok(OnMismatch::Text),
             other => Err(wrong::<Self, E>(format_args!("{other:?}"))),
         }
     }
@@ -459,172 +328,6 @@ impl Item for FieldName {
 /// `names` as owned strings: the default of a `parse.*_fields` key.
 pub(super) fn owned(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| (*s).to_owned()).collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Glob patterns
-// ---------------------------------------------------------------------------------------------
-
-/// One `include` entry: expanded, checked, made absolute.
-pub(super) struct IncludePattern;
-
-impl Kind for IncludePattern {
-    type Value = String;
-
-    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a glob pattern string")
-    }
-
-    fn scalar<E: de::Error>(found: Found) -> Result<String, E> {
-        let pattern = glob_text::<Self, E>(found)?;
-        if starts_with_tilde(&pattern) {
-            return Err(E::custom(tilde_message(&pattern)));
-        }
-        if let Some(problem) = double_star_problem(&pattern) {
-            return Err(E::custom(format_args!(
-                "invalid glob {pattern:?}: {problem}"
-            )));
-        }
-        let absolute = absolutize(&pattern).map_err(E::custom)?;
-        compile_glob(&absolute, &pattern).map_err(E::custom)?;
-        Ok(absolute)
-    }
-}
-
-impl Item for IncludePattern {
-    const ARRAY: &'static str = "an array of glob pattern strings";
-    const EMPTY: Option<&'static str> =
-        Some("expected a non-empty array of glob patterns, found []");
-}
-
-/// One `exclude` entry: expanded, checked, made absolute if it is a path pattern (has a `/`).
-pub(super) struct ExcludePattern;
-
-impl Kind for ExcludePattern {
-    type Value = (String, Glob);
-
-    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a glob pattern string")
-    }
-
-    fn scalar<E: de::Error>(found: Found) -> Result<(String, Glob), E> {
-        let pattern = glob_text::<Self, E>(found)?;
-        let full = if pattern.contains('/') {
-            if starts_with_tilde(&pattern) {
-                return Err(E::custom(tilde_message(&pattern)));
-            }
-            absolutize(&pattern).map_err(E::custom)?
-        } else {
-            pattern.clone()
-        };
-        let glob = compile_glob(&full, &pattern).map_err(E::custom)?;
-        Ok((full, glob))
-    }
-}
-
-impl Item for ExcludePattern {
-    const ARRAY: &'static str = "an array of glob pattern strings";
-    const EMPTY: Option<&'static str> = None;
-}
-
-/// `sources[].exclude`, compiled into one set.
-pub(super) fn exclude<'de, D: Deserializer<'de>>(d: D) -> Result<Exclude, D::Error> {
-    let mut builder = GlobSetBuilder::new();
-    let mut patterns = Vec::new();
-    for (pattern, glob) in read::<List<ExcludePattern>, D>(d)? {
-        builder.add(glob);
-        patterns.push(pattern);
-    }
-    let set = builder.build().map_err(|e| {
-        <D::Error as de::Error>::custom(format_args!("cannot compile the patterns: {e}"))
-    })?;
-    Ok(Exclude { set, patterns })
-}
-
-/// A glob pattern string, expanded and not empty.
-fn glob_text<K: Kind, E: de::Error>(found: Found) -> Result<String, E> {
-    match text::<K, E>(found)? {
-        pattern if pattern.is_empty() => {
-            Err(E::custom("expected a non-empty glob pattern, found \"\""))
-        }
-        pattern => Ok(pattern),
-    }
-}
-
-/// Joins a relative glob to the config file's folder, escaping the folder's own glob
-/// metacharacters (`[`, `*`, `{`, ...) so they match literally.
-fn absolutize(pattern: &str) -> Result<String, String> {
-    if Path::new(pattern).is_absolute() {
-        return Ok(pattern.to_owned());
-    }
-    with_context(|cx| {
-        let Some(base) = cx.base_dir.to_str() else {
-            return Err(format!(
-                "the config file's folder {:?} is not valid UTF-8, so the relative pattern {pattern:?} cannot be joined to it; write an absolute pattern",
-                cx.base_dir
-            ));
-        };
-        let mut relative = pattern;
-        while let Some(rest) = relative.strip_prefix("./") {
-            relative = rest.trim_start_matches('/');
-        }
-        Ok(format!(
-            "{}/{relative}",
-            globset::escape(base).trim_end_matches('/')
-        ))
-    })
-}
-
-/// Compiles one pattern as logbelt matches it: `*` and `?` stop at `/`.
-fn compile_glob(pattern: &str, as_written: &str) -> Result<Glob, String> {
-    GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .build()
-        .map_err(|e| format!("invalid glob {as_written:?}: {}", e.kind()))
-}
-
-/// `**` inside a path component (`logs/a**/x.log`): `globset` reads it as two `*`, which is
-/// surely not what was meant.
-fn double_star_problem(pattern: &str) -> Option<&'static str> {
-    let mut chars = pattern.chars().peekable();
-    let mut component = String::new();
-    let mut components = Vec::new();
-    while let Some(c) = chars.next() {
-        match c {
-            '[' => {
-                // A class: `]` right after `[` or `[!` is a member, not the end.
-                component.push_str("[]");
-                if chars.peek() == Some(&'!') {
-                    chars.next();
-                }
-                if chars.peek() == Some(&']') {
-                    chars.next();
-                }
-                for c in chars.by_ref() {
-                    if c == ']' {
-                        break;
-                    }
-                }
-            }
-            '/' => components.push(std::mem::take(&mut component)),
-            c => component.push(c),
-        }
-    }
-    components.push(component);
-    components
-        .iter()
-        .any(|c| c.contains("**") && c != "**")
-        .then_some("`**` must be a whole path component, as in \"logs/**/*.jsonl\"")
-}
-
-/// `~` is not expanded (the shell does that, logbelt does not): `~` and `~/...` are rejected
-/// rather than silently meaning a folder named `~` next to the config file.
-fn starts_with_tilde(path: &str) -> bool {
-    path == "~" || path.starts_with("~/")
-}
-
-fn tilde_message(found: &str) -> String {
-    format!("`~` is not expanded; write \"${{HOME}}/...\" or an absolute path, found {found:?}")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@
 
 mod cri;
 mod format;
+mod json_out;
 mod level;
 mod logfmt;
 mod nginx;
