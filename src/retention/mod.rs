@@ -173,13 +173,15 @@ fn run_once(
     stop: &AtomicBool,
 ) -> Result<Expired, DbError> {
     let now = Utc::now();
-    lifecycle.prepare(now)?;
+    // Expiry goes on when the room for new rows cannot be made (no right to create partitions:
+    // rows go to the default partition, which expiry still cleans); the error is reported after.
+    let prepared = lifecycle.prepare(now);
     let limits = Limits {
         max_age: config.retention.max_age,
         max_bytes: config.retention.max_bytes,
     };
     if limits.max_age.is_none() && limits.max_bytes.is_none() {
-        return Ok(Expired::default());
+        return prepared.map(|()| Expired::default());
     }
     let mut run = lifecycle.expire(&limits, now, stop)?;
     // A `files` row covers rows ingested up to its last commit: once that is before the
@@ -205,7 +207,7 @@ fn run_once(
         }
     }
     lifecycle.record(&config.agent.host, now, &run)?;
-    Ok(run)
+    prepared.map(|()| run)
 }
 
 /// The files the include globs match now, for "does a file still hold this row's content?".

@@ -42,6 +42,9 @@ const MIN_NAME: &str = "00000000t000000";
 pub struct PgLifecycle {
     conn: PgConnection,
     interval: i64,
+    /// The last partition that could not be dropped and why, warned about once (a held lock is
+    /// tried again at the next check; a missing right stays until an owner acts).
+    skipped: Option<String>,
 }
 
 /// One partition, from its name.
@@ -74,6 +77,7 @@ impl PgLifecycle {
         Ok(PgLifecycle {
             conn,
             interval: interval.as_secs().max(60) as i64,
+            skipped: None,
         })
     }
 
@@ -208,11 +212,23 @@ impl PgLifecycle {
         }
     }
 
-    /// Detaches and drops `p` if it can, and counts it (with its rows, estimated before).
+    /// Detaches and drops `p` if it can, and counts it (with its rows, estimated before). One
+    /// that cannot be dropped now (a lock held past the timeout, no right to) is left for the
+    /// next check, and the rest of the run goes on: the default partition is still cleaned.
     fn expire_partition(&mut self, p: &Partition, run: &mut Expired) -> Result<bool, DbError> {
         let rows = self.rows_of(&p.name);
-        if !self.drop_partition(p)? {
-            return Ok(false);
+        match self.drop_partition(p) {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(e) => {
+                if self.skipped.as_deref() == Some(e.message.as_str()) {
+                    tracing::debug!(error = %e, "Partition not dropped again; trying at the next check.");
+                } else {
+                    tracing::warn!(error = %e, "Partition not dropped; trying at the next check.");
+                    self.skipped = Some(e.message);
+                }
+                return Ok(false);
+            }
         }
         match p.table {
             "log_events" => run.log_events += rows,
