@@ -46,7 +46,7 @@ struct Count {
 }
 
 #[derive(QueryableByName)]
-struct Instant_ {
+struct InstantRow {
     #[diesel(sql_type = Nullable<Text>)]
     t: Option<String>,
 }
@@ -158,7 +158,7 @@ impl SqliteLifecycle {
     /// the whole commit of the last of them goes too (else an excess smaller than one commit
     /// would remove nothing).
     fn instant_after(&mut self, rows: u64) -> Result<Option<String>, DbError> {
-        let found: Vec<Instant_> = diesel::sql_query(format!(
+        let found: Vec<InstantRow> = diesel::sql_query(format!(
             "SELECT e.ingested_at AS t FROM log_events e, (SELECT id, ingested_at FROM log_events \
              ORDER BY id LIMIT 1 OFFSET {}) AS last WHERE e.id > last.id \
              AND e.ingested_at > last.ingested_at ORDER BY e.id LIMIT 1",
