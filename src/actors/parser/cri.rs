@@ -45,7 +45,7 @@ struct OpenPiece {
 /// `max_line_bytes` (a stream that never ends its line while others write) are stored the same
 /// way. A batch that forgets its file (deleted, read to its end) stores what is pending.
 pub fn parse_cri_batch(
-    batch: LineBatch,
+    mut batch: LineBatch,
     source: &SourceParser,
     pending: &mut CriPending,
     max_line_bytes: usize,
@@ -173,28 +173,13 @@ pub fn parse_cri_batch(
             release_all(pending, &mut rows);
         }
     }
-    let mut position = batch.position;
-    if position.forget {
+    if batch.position.forget {
         release_all(pending, &mut rows);
     }
     if let Some(start) = pending.start {
-        position.offset = start;
+        batch.position.offset = start;
     }
-    let Rows {
-        records,
-        dead_letters,
-        ..
-    } = rows;
-    let mut buf = batch.buf;
-    buf.extend_from_slice(&out);
-    RecordBatch {
-        buf,
-        records,
-        dead_letters,
-        empty_lines: batch.empty_lines,
-        bytes: batch.bytes,
-        position,
-    }
+    rows.into_batch(batch)
 }
 
 /// The event of a joined line (`cut`: stored before its `F` line).

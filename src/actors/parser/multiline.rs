@@ -85,7 +85,7 @@ pub(super) fn emit_pending(
 /// read by the source's format. A line that is not UTF-8 or too long ends the pending event
 /// and is a dead letter.
 pub fn parse_multiline_batch(
-    batch: LineBatch,
+    mut batch: LineBatch,
     source: &SourceParser,
     pending: &mut MultiPending,
     max_line_bytes: usize,
@@ -144,27 +144,12 @@ pub fn parse_multiline_batch(
             emit_pending(pending, source, &mut scratch, &mut rows);
         }
     }
-    let mut position = batch.position;
-    if position.forget {
+    if batch.position.forget {
         emit_pending(pending, source, &mut scratch, &mut rows);
     }
-    pending.position = Some(position.clone());
+    pending.position = Some(batch.position.clone());
     if let Some(start) = pending.start {
-        position.offset = start;
+        batch.position.offset = start;
     }
-    let Rows {
-        records,
-        dead_letters,
-        ..
-    } = rows;
-    let mut buf = batch.buf;
-    buf.extend_from_slice(&out);
-    RecordBatch {
-        buf,
-        records,
-        dead_letters,
-        empty_lines: batch.empty_lines,
-        bytes: batch.bytes,
-        position,
-    }
+    rows.into_batch(batch)
 }

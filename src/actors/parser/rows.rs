@@ -1,6 +1,6 @@
 //! The rows of a batch being built, and the rows held back before they are stored.
 
-use crate::record::{DeadLetter, DeadLetterReason, Record, Text};
+use crate::record::{DeadLetter, DeadLetterReason, LineBatch, Record, RecordBatch, Text};
 
 /// A row held while pieces before it are pending.
 #[derive(Debug)]
@@ -38,6 +38,20 @@ pub(super) struct Rows<'o> {
 }
 
 impl Rows<'_> {
+    /// The parsed `batch`: its buffer with `out` appended, its counts and position.
+    pub(super) fn into_batch(self, batch: LineBatch) -> RecordBatch {
+        let mut buf = batch.buf;
+        buf.extend_from_slice(self.out);
+        RecordBatch {
+            buf,
+            records: self.records,
+            dead_letters: self.dead_letters,
+            empty_lines: batch.empty_lines,
+            bytes: batch.bytes,
+            position: batch.position,
+        }
+    }
+
     /// The range in the final buffer of `out[start..]`, if it fits the buffer's `u32` ranges.
     pub(super) fn range(&self, start: usize) -> Option<std::ops::Range<u32>> {
         let s = u32::try_from(self.base + start).ok()?;
