@@ -353,16 +353,13 @@ fn parse_text_batch(batch: LineBatch, source: &SourceParser, max_line_bytes: usi
                 .map(|m| Text::from_cow(m, bytes, line.range.start)),
         });
     }
-    let mut buf = batch.buf;
-    buf.extend_from_slice(&out);
-    RecordBatch {
-        buf,
+    Rows {
+        base,
+        out: &mut out,
         records,
         dead_letters,
-        empty_lines: batch.empty_lines,
-        bytes: batch.bytes,
-        position: batch.position,
     }
+    .into_batch(batch)
 }
 
 #[cfg(test)]
@@ -612,32 +609,42 @@ mod tests {
         assert!(out.position.forget && pending.is_empty());
     }
 
-    #[test]
-    fn multiline_events_keep_the_position_at_their_first_line() {
+    /// A text source whose events start at `E ` lines, cut after `max_lines` lines.
+    fn multiline_parser(source: &str, max_lines: usize) -> SourceParser {
         let spec = SourceFormat {
-            source: "java".into(),
+            source: source.into(),
             format: Format::Text,
             timestamp_formats: TimestampFormats::default(),
             on_mismatch: OnMismatch::DeadLetter,
             multiline: Some(crate::parse::Multiline {
                 rule: crate::parse::MultilineRule::Start(regex::Regex::new("^E ").unwrap()),
-                max_lines: 3,
+                max_lines,
                 max_bytes: 1 << 20,
                 timeout: std::time::Duration::from_secs(1),
             }),
         };
-        let p = SourceParser::new(&ParseSettings::default(), &spec);
-        let lines: [&[u8]; 8] = [
-            b"orphan", b"E one", b"\tat a", b"E two", b"\tat b", b"\tat c", b"\tat d", b"\xff",
-        ];
-        let offsets: Vec<u64> = lines
+        SourceParser::new(&ParseSettings::default(), &spec)
+    }
+
+    /// The file offset of each of `lines` (each ended by a newline).
+    fn line_offsets(lines: &[impl AsRef<[u8]>]) -> Vec<u64> {
+        lines
             .iter()
             .scan(0u64, |o, l| {
                 let at = *o;
-                *o += l.len() as u64 + 1;
+                *o += l.as_ref().len() as u64 + 1;
                 Some(at)
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn multiline_events_keep_the_position_at_their_first_line() {
+        let p = multiline_parser("java", 3);
+        let lines: [&[u8]; 8] = [
+            b"orphan", b"E one", b"\tat a", b"E two", b"\tat b", b"\tat c", b"\tat d", b"\xff",
+        ];
+        let offsets = line_offsets(&lines);
         let messages = |out: &RecordBatch| -> Vec<(u64, String)> {
             out.records
                 .iter()
@@ -698,14 +705,7 @@ mod tests {
         restarts: &[bool],
         run: &dyn Fn(LineBatch, &mut State) -> RecordBatch,
     ) -> Vec<(u64, String, String)> {
-        let offsets: Vec<u64> = lines
-            .iter()
-            .scan(0u64, |o, l| {
-                let at = *o;
-                *o += l.len() as u64 + 1;
-                Some(at)
-            })
-            .collect();
+        let offsets = line_offsets(lines);
         let end = offsets
             .last()
             .map_or(0, |o| o + lines.last().map_or(0, |l| l.len() as u64 + 1));
@@ -754,24 +754,20 @@ mod tests {
         rows
     }
 
+    /// The pending state of type `T` in `state`, a new one if there is none.
+    fn pending<T: Default + 'static>(state: &mut State) -> &mut T {
+        state
+            .get_or_insert_with(|| Box::new(T::default()))
+            .downcast_mut::<T>()
+            .unwrap()
+    }
+
     fn cri_run(f: &Formats) -> impl Fn(LineBatch, &mut State) -> RecordBatch + '_ {
-        move |b, state| {
-            let pending = state
-                .get_or_insert_with(|| Box::new(CriPending::default()))
-                .downcast_mut::<CriPending>()
-                .unwrap();
-            parse_cri_batch(b, f.get("s"), pending, 64)
-        }
+        move |b, state| parse_cri_batch(b, f.get("s"), pending(state), 64)
     }
 
     fn multiline_run(p: &SourceParser) -> impl Fn(LineBatch, &mut State) -> RecordBatch + '_ {
-        move |b, state| {
-            let pending = state
-                .get_or_insert_with(|| Box::new(MultiPending::default()))
-                .downcast_mut::<MultiPending>()
-                .unwrap();
-            parse_multiline_batch(b, p, pending, 1 << 20)
-        }
+        move |b, state| parse_multiline_batch(b, p, pending(state), 1 << 20)
     }
 
     proptest::proptest! {
@@ -810,19 +806,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, k)| if *k < 2 { format!("E {i}") } else { format!("\tat {i}") })
                 .collect();
-            let spec = SourceFormat {
-                source: "s".into(),
-                format: Format::Text,
-                timestamp_formats: TimestampFormats::default(),
-                on_mismatch: OnMismatch::DeadLetter,
-                multiline: Some(crate::parse::Multiline {
-                    rule: crate::parse::MultilineRule::Start(regex::Regex::new("^E ").unwrap()),
-                    max_lines: 5,
-                    max_bytes: 1 << 20,
-                    timeout: std::time::Duration::from_secs(1),
-                }),
-            };
-            let p = SourceParser::new(&ParseSettings::default(), &spec);
+            let p = multiline_parser("s", 5);
             let run = multiline_run(&p);
             let clean = committed_rows(&text, &[], &[], &run);
             proptest::prop_assert_eq!(committed_rows(&text, &cuts, &restarts, &run), clean);
