@@ -47,7 +47,7 @@ pub fn pairs(line: &str) -> Option<Vec<Pair<'_>>> {
                 i += 1;
                 valued = true;
                 if b.get(i) == Some(&b'"') {
-                    let (value, end) = quoted(line, i + 1)?;
+                    let (value, end) = quoted(line, i + 1, logfmt_escape)?;
                     i = end;
                     if b.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
                         return None;
@@ -69,8 +69,13 @@ pub fn pairs(line: &str) -> Option<Vec<Pair<'_>>> {
 }
 
 /// The quoted value starting at byte `start` (just past its opening `"`): the decoded value and
-/// the index just past the closing `"`.
-fn quoted(line: &str, start: usize) -> Option<(Cow<'_, str>, usize)> {
+/// the index just past the closing `"`. A `\` escape that `escape` decodes (given the byte after
+/// the `\`) is replaced; any other `\` stays as it is.
+pub(super) fn quoted(
+    line: &str,
+    start: usize,
+    escape: impl Fn(u8) -> Option<char>,
+) -> Option<(Cow<'_, str>, usize)> {
     let b = line.as_bytes();
     let mut i = start;
     let mut owned: Option<String> = None;
@@ -87,26 +92,30 @@ fn quoted(line: &str, start: usize) -> Option<(Cow<'_, str>, usize)> {
                 };
                 return Some((value, i + 1));
             }
-            b'\\' => {
-                let decoded = match b.get(i + 1)? {
-                    b'"' => '"',
-                    b'\\' => '\\',
-                    b'n' => '\n',
-                    b'r' => '\r',
-                    b't' => '\t',
-                    _ => {
-                        i += 1;
-                        continue;
-                    }
-                };
-                let s = owned.get_or_insert_with(String::new);
-                s.push_str(line.get(from..i)?);
-                s.push(decoded);
-                i += 2;
-                from = i;
-            }
+            b'\\' => match b.get(i + 1).copied().and_then(&escape) {
+                Some(decoded) => {
+                    let s = owned.get_or_insert_with(String::new);
+                    s.push_str(line.get(from..i)?);
+                    s.push(decoded);
+                    i += 2;
+                    from = i;
+                }
+                None => i += 1,
+            },
             _ => i += 1,
         }
+    }
+}
+
+/// A logfmt escape: `\"`, `\\`, `\n`, `\r` or `\t`.
+fn logfmt_escape(c: u8) -> Option<char> {
+    match c {
+        b'"' => Some('"'),
+        b'\\' => Some('\\'),
+        b'n' => Some('\n'),
+        b'r' => Some('\r'),
+        b't' => Some('\t'),
+        _ => None,
     }
 }
 

@@ -21,6 +21,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 
 use super::format::{civil_micros, infer_year, severity_level, Event, Obj, SourceParser};
+use super::logfmt::quoted;
 use super::nginx::month;
 use super::parse_timestamp_str;
 use super::Parsed;
@@ -193,7 +194,7 @@ fn structured_data(s: &str) -> Option<(Vec<SdElement<'_>>, &str)> {
                         return None;
                     }
                     i += 2;
-                    let (value, end) = param_value(s, i)?;
+                    let (value, end) = quoted(s, i, param_escape)?;
                     params.push((key, value));
                     i = end;
                 }
@@ -211,33 +212,9 @@ fn structured_data(s: &str) -> Option<(Vec<SdElement<'_>>, &str)> {
     }
 }
 
-/// A PARAM-VALUE starting at `start` (past its `"`): decoded, and the index past its `"`.
-fn param_value(s: &str, start: usize) -> Option<(Cow<'_, str>, usize)> {
-    let b = s.as_bytes();
-    let mut i = start;
-    let mut owned: Option<String> = None;
-    let mut from = start;
-    loop {
-        match *b.get(i)? {
-            b'"' => {
-                let value = match owned {
-                    None => Cow::Borrowed(s.get(start..i)?),
-                    Some(mut o) => {
-                        o.push_str(s.get(from..i)?);
-                        Cow::Owned(o)
-                    }
-                };
-                return Some((value, i + 1));
-            }
-            b'\\' if matches!(b.get(i + 1), Some(b'"' | b'\\' | b']')) => {
-                let o = owned.get_or_insert_with(String::new);
-                o.push_str(s.get(from..i)?);
-                from = i + 1;
-                i += 2;
-            }
-            _ => i += 1,
-        }
-    }
+/// A PARAM-VALUE's escape: `\"`, `\\` or `\]` stands for the character itself.
+fn param_escape(c: u8) -> Option<char> {
+    matches!(c, b'"' | b'\\' | b']').then_some(char::from(c))
 }
 
 fn priority_fields(obj: &mut Obj<'_>, priority: Option<u8>) {
