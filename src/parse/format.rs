@@ -564,6 +564,13 @@ pub(super) mod tests {
         SourceParser::new(&ParseSettings::default(), &spec)
     }
 
+    /// The microseconds since the epoch of a UTC time.
+    pub(crate) fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
+            .unwrap()
+            .timestamp_micros()
+    }
+
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 27, 14, 0, 0).unwrap()
     }
@@ -623,11 +630,6 @@ pub(super) mod tests {
             "%Y-%m-%d %H:%M:%S%.3f UTC".into(),
         ])
         .unwrap();
-        let at = |y, mo, d, h, mi, s| {
-            Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
-                .unwrap()
-                .timestamp_micros()
-        };
         assert_eq!(
             f.parse("27/Nov/2026:13:37:44 +0100", now()),
             Some(at(2026, 11, 27, 12, 37, 44))
@@ -651,11 +653,6 @@ pub(super) mod tests {
     #[test]
     fn yearless_times_take_the_closest_year_not_in_the_future() {
         let f = TimestampFormats::new(vec!["%b %d %H:%M:%S".into()]).unwrap();
-        let at = |y, mo, d, h, mi, s| {
-            Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
-                .unwrap()
-                .timestamp_micros()
-        };
         // Earlier this year.
         assert_eq!(
             f.parse("Nov 27 13:40:14", now()),

@@ -328,17 +328,9 @@ fn tag(body: &str) -> (Option<(&str, Option<&str>)>, &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::parse::format::tests::{parser_of, run};
+    use crate::parse::format::tests::{at, parser_of, run};
     use crate::parse::format::Format;
-    use chrono::TimeZone;
     use serde_json::json;
-
-    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
-        Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
-            .unwrap()
-            .timestamp_micros()
-    }
 
     #[test]
     fn rfc5424_with_structured_data() {
