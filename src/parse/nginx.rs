@@ -86,6 +86,14 @@ fn digits(s: &str) -> Option<u64> {
         .then(|| s.parse().ok())?
 }
 
+/// The number written in `s[r]`, ASCII digits only (no sign, no spaces).
+pub(super) fn digits_at(s: &str, r: std::ops::Range<usize>) -> Option<u32> {
+    let t = s.get(r)?;
+    t.bytes()
+        .all(|c| c.is_ascii_digit())
+        .then(|| t.parse().ok())?
+}
+
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
@@ -104,12 +112,7 @@ fn time_local(s: &str) -> Option<i64> {
     if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[20] != b' ' {
         return None;
     }
-    let n = |r: std::ops::Range<usize>| -> Option<u32> {
-        let t = s.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
-    };
+    let n = |r| digits_at(s, r);
     let (day, mon, year) = (n(0..2)?, month(s.get(3..6)?)?, n(7..11)?);
     let (h, m, sec) = (n(12..14)?, n(15..17)?, n(18..20)?);
     if b[14] != b':' || b[17] != b':' {
@@ -225,12 +228,7 @@ fn error_time(s: &str) -> Option<i64> {
     if b.len() != 19 || b[4] != b'/' || b[7] != b'/' || b[10] != b' ' || b[13] != b':' {
         return None;
     }
-    let n = |r: std::ops::Range<usize>| -> Option<u32> {
-        let t = s.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
-    };
+    let n = |r| digits_at(s, r);
     if b[16] != b':' {
         return None;
     }

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 
 use super::format::{civil_micros, infer_year, severity_level, Event, Obj, SourceParser};
 use super::logfmt::quoted;
-use super::nginx::month;
+use super::nginx::{digits_at, month};
 use super::parse_timestamp_str;
 use super::Parsed;
 
@@ -236,12 +236,7 @@ fn bsd_time(s: &str, now: DateTime<Utc>) -> Option<i64> {
     }
     let mon = month(s.get(0..3)?)?;
     let day: u32 = s.get(4..6)?.trim_start().parse().ok()?;
-    let n = |r: std::ops::Range<usize>| -> Option<u32> {
-        let t = s.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
-    };
+    let n = |r| digits_at(s, r);
     let (h, m, sec) = (n(7..9)?, n(10..12)?, n(13..15)?);
     infer_year(now, |year| {
         civil_micros((year, mon, day), (h, m, sec), 0, 0)
