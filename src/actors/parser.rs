@@ -209,6 +209,32 @@ fn too_long(line: &LineRef, full: u64, max_line_bytes: usize) -> DeadLetter {
     }
 }
 
+/// The record of `line` (its text `bytes`) whose JSON object is at `json` in the batch's buffer;
+/// the event's level and message stay spans of the line when they are slices of it.
+fn record(line: &LineRef, bytes: &[u8], json: std::ops::Range<u32>, event: Event<'_>) -> Record {
+    Record {
+        offset: line.offset,
+        line: json,
+        ts_micros: event.ts_micros,
+        level: event
+            .level
+            .map(|l| Text::from_cow(l, bytes, line.range.start)),
+        message: event
+            .message
+            .map(|m| Text::from_cow(m, bytes, line.range.start)),
+    }
+}
+
+/// The dead letter of `line` (its text `bytes`).
+fn dead_letter(line: &LineRef, bytes: &[u8], reason: DeadLetterReason) -> DeadLetter {
+    DeadLetter {
+        offset: line.offset,
+        raw: line.range.clone(),
+        line_bytes: bytes.len() as u64,
+        reason,
+    }
+}
+
 /// A JSON source's batch (without `on_mismatch = "text"`): the path JSON always took.
 fn parse_json_batch(
     batch: LineBatch,
@@ -227,23 +253,8 @@ fn parse_json_batch(
             continue;
         }
         match parse_line(bytes, settings) {
-            Ok(parsed) => records.push(Record {
-                offset: line.offset,
-                line: line.range.clone(),
-                ts_micros: parsed.ts_micros,
-                level: parsed
-                    .level
-                    .map(|l| Text::from_cow(l, bytes, line.range.start)),
-                message: parsed
-                    .message
-                    .map(|m| Text::from_cow(m, bytes, line.range.start)),
-            }),
-            Err(e) => dead_letters.push(DeadLetter {
-                offset: line.offset,
-                raw: line.range.clone(),
-                line_bytes: bytes.len() as u64,
-                reason: e.into(),
-            }),
+            Ok(parsed) => records.push(record(line, bytes, line.range.clone(), parsed)),
+            Err(e) => dead_letters.push(dead_letter(line, bytes, e.into())),
         }
     }
     RecordBatch {
@@ -275,12 +286,7 @@ fn parse_text_batch(batch: LineBatch, source: &SourceParser, max_line_bytes: usi
             dead_letters.push(too_long(line, full, max_line_bytes));
             continue;
         }
-        let dead = |reason| DeadLetter {
-            offset: line.offset,
-            raw: line.range.clone(),
-            line_bytes: bytes.len() as u64,
-            reason,
-        };
+        let dead = |reason| dead_letter(line, bytes, reason);
         let text = match std::str::from_utf8(bytes) {
             Ok(text) => text,
             Err(e) => {
@@ -294,17 +300,7 @@ fn parse_text_batch(batch: LineBatch, source: &SourceParser, max_line_bytes: usi
             Format::Json => match parse_line(bytes, &source.settings) {
                 Ok(parsed) => {
                     // The line is its own JSON object: no copy.
-                    records.push(Record {
-                        offset: line.offset,
-                        line: line.range.clone(),
-                        ts_micros: parsed.ts_micros,
-                        level: parsed
-                            .level
-                            .map(|l| Text::from_cow(l, bytes, line.range.start)),
-                        message: parsed
-                            .message
-                            .map(|m| Text::from_cow(m, bytes, line.range.start)),
-                    });
+                    records.push(record(line, bytes, line.range.clone(), parsed));
                     continue;
                 }
                 Err(e) => Err(e.into()),
@@ -330,28 +326,14 @@ fn parse_text_batch(batch: LineBatch, source: &SourceParser, max_line_bytes: usi
             // The batch with this event would pass 4 GiB (a line of about 1 GiB of control
             // characters, each written as `\u00XX`): it is kept as a line too long.
             out.truncate(start);
-            dead_letters.push(DeadLetter {
-                offset: line.offset,
-                raw: line.range.clone(),
-                line_bytes: bytes.len() as u64,
-                reason: DeadLetterReason::TooLong {
-                    len: bytes.len() as u64,
-                    limit: max_line_bytes as u64,
-                },
-            });
+            let reason = DeadLetterReason::TooLong {
+                len: bytes.len() as u64,
+                limit: max_line_bytes as u64,
+            };
+            dead_letters.push(dead_letter(line, bytes, reason));
             continue;
         };
-        records.push(Record {
-            offset: line.offset,
-            line: range,
-            ts_micros: event.ts_micros,
-            level: event
-                .level
-                .map(|l| Text::from_cow(l, bytes, line.range.start)),
-            message: event
-                .message
-                .map(|m| Text::from_cow(m, bytes, line.range.start)),
-        });
+        records.push(record(line, bytes, range, event));
     }
     Rows {
         base,
