@@ -196,6 +196,12 @@ pub fn parse_batch(batch: LineBatch, source: &SourceParser, max_line_bytes: usiz
     }
 }
 
+/// The text of `line` in `buf`, its batch's buffer.
+fn line_bytes<'b>(buf: &'b [u8], line: &LineRef) -> &'b [u8] {
+    buf.get(line.range.start as usize..line.range.end as usize)
+        .unwrap_or(&[])
+}
+
 /// The dead letter of a line over `max_line_bytes`.
 fn too_long(line: &LineRef, full: u64, max_line_bytes: usize) -> DeadLetter {
     DeadLetter {
@@ -244,10 +250,7 @@ fn parse_json_batch(
     let mut records = Vec::with_capacity(batch.lines.len());
     let mut dead_letters = Vec::new();
     for line in &batch.lines {
-        let bytes = batch
-            .buf
-            .get(line.range.start as usize..line.range.end as usize)
-            .unwrap_or(&[]);
+        let bytes = line_bytes(&batch.buf, line);
         if let Some(full) = line.too_long {
             dead_letters.push(too_long(line, full, max_line_bytes));
             continue;
@@ -278,10 +281,7 @@ fn parse_text_batch(batch: LineBatch, source: &SourceParser, max_line_bytes: usi
     let mut out: Vec<u8> = Vec::with_capacity(batch.buf.len() + batch.buf.len() / 2);
     let base = batch.buf.len();
     for line in &batch.lines {
-        let bytes = batch
-            .buf
-            .get(line.range.start as usize..line.range.end as usize)
-            .unwrap_or(&[]);
+        let bytes = line_bytes(&batch.buf, line);
         if let Some(full) = line.too_long {
             dead_letters.push(too_long(line, full, max_line_bytes));
             continue;

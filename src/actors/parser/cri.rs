@@ -1,5 +1,6 @@
 //! CRI: pieces of lines joined across batches, exactly once.
 
+use super::line_bytes;
 use super::rows::{HeldRow, Rows};
 use crate::parse::{cri_line, text_event, write_cri_event, OnMismatch, ParseError, SourceParser};
 use crate::record::{DeadLetterReason, LineBatch, RecordBatch, Text};
@@ -60,10 +61,7 @@ pub fn parse_cri_batch(
     };
     let hold_limit = max_line_bytes.saturating_mul(4);
     for line in &batch.lines {
-        let bytes = batch
-            .buf
-            .get(line.range.start as usize..line.range.end as usize)
-            .unwrap_or(&[]);
+        let bytes = line_bytes(&batch.buf, line);
         let dead = |reason, line_bytes| HeldRow::Dead {
             offset: line.offset,
             raw: bytes.to_vec(),

@@ -1,7 +1,7 @@
 //! Multiline events, exactly once.
 
-use super::parse_batch;
 use super::rows::{HeldRow, Rows};
+use super::{line_bytes, parse_batch};
 use crate::parse::{
     parse_line, parse_text, text_event, Event, Format, OnMismatch, ParseError, Scratch,
     SourceParser,
@@ -102,10 +102,7 @@ pub fn parse_multiline_batch(
     };
     let mut scratch = Scratch::new(source);
     for line in &batch.lines {
-        let bytes = batch
-            .buf
-            .get(line.range.start as usize..line.range.end as usize)
-            .unwrap_or(&[]);
+        let bytes = line_bytes(&batch.buf, line);
         let text = match (line.too_long, std::str::from_utf8(bytes)) {
             (None, Ok(text)) => text,
             (too_long, utf8) => {
