@@ -131,7 +131,7 @@ fn count_sql(
 /// Bad options (exit 2); a database that cannot be read (exit 1).
 pub fn counts(config: &Config, o: &QueryOptions) -> Result<Vec<Counted>, InspectError> {
     let f = filters(o)?;
-    if o.before.is_some() || o.after.is_some() {
+    if o.conditions.before.is_some() || o.conditions.after.is_some() {
         return Err(InspectError::usage(
             "--count counts every match: --before and --after page through events",
         ));

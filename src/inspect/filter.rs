@@ -281,9 +281,9 @@ pub fn parse_cursor(s: &str) -> Result<Cursor, String> {
 // The conditions
 // ---------------------------------------------------------------------------------------------
 
-/// The filters of one query, normalised.
-#[derive(Debug, Clone)]
-pub(crate) struct Conditions {
+/// Which events a query is about (`query`'s filters; normalised by `query::filters`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conditions {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub levels: Vec<String>,
@@ -318,7 +318,7 @@ impl Conditions {
     }
 
     /// Whether `part` can hold any match at all (a time filter or cursor may rule it out).
-    pub fn may_match(&self, part: Part) -> bool {
+    pub(crate) fn may_match(&self, part: Part) -> bool {
         match part {
             Part::Untimed => {
                 self.since.is_none()
@@ -331,7 +331,7 @@ impl Conditions {
     }
 
     /// Appends ` AND …` for every filter. `index`: the search index exists and may be used.
-    pub fn write(&self, sql: &mut Sql, part: Part, index: bool) {
+    pub(crate) fn write(&self, sql: &mut Sql, part: Part, index: bool) {
         match part {
             Part::Timed => {
                 sql.push(" AND ts IS NOT NULL");

@@ -32,7 +32,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::count::{Bucket, GroupBy};
-use super::filter::{Conditions, Cursor, Dialect, FieldFilter, Part, Sql};
+use super::filter::{Conditions, Dialect, Part, Sql};
 use super::{format_ts, printable, read_only, with_stdout, Align, InspectError, Table};
 use crate::config::Config;
 use crate::db::search::PG_SEARCH_INDEX;
@@ -47,28 +47,10 @@ pub const MAX_LIMIT: u32 = 100_000;
 /// What to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryOptions {
-    /// Only events with `ts` at or after this.
-    pub since: Option<DateTime<Utc>>,
-    /// Only events with `ts` before this.
-    pub until: Option<DateTime<Utc>>,
-    /// Only these levels (compared lower-cased); empty: any level, or none.
-    pub levels: Vec<String>,
-    /// Only events whose message or JSON text contains this, ignoring case.
-    pub grep: Option<String>,
-    /// Only events whose object has these values at these paths.
-    pub fields: Vec<FieldFilter>,
-    /// Only this source.
-    pub source: Option<String>,
-    /// Only this host.
-    pub host: Option<String>,
+    /// Which events: the filters (time, levels, `--grep`, `--field`, source, host, cursors).
+    pub conditions: Conditions,
     /// The most recent `limit` matches are shown (at least 1).
     pub limit: u32,
-    /// Only events before this cursor (the most recent `limit` of them).
-    pub before: Option<Cursor>,
-    /// Only events after this cursor (without `before`: the oldest `limit` of them).
-    pub after: Option<Cursor>,
-    /// Never use the search index (same results, by scanning: for comparison).
-    pub scan: bool,
     /// Count the matches instead of printing them.
     pub count: bool,
     /// With `count`: one count per value of this column.
@@ -77,28 +59,6 @@ pub struct QueryOptions {
     pub bucket: Option<Bucket>,
     /// JSON lines instead of the aligned text.
     pub json: bool,
-}
-
-impl Default for QueryOptions {
-    fn default() -> Self {
-        QueryOptions {
-            since: None,
-            until: None,
-            levels: Vec::new(),
-            grep: None,
-            fields: Vec::new(),
-            source: None,
-            host: None,
-            limit: DEFAULT_LIMIT,
-            before: None,
-            after: None,
-            scan: false,
-            count: false,
-            by: None,
-            bucket: None,
-            json: false,
-        }
-    }
 }
 
 /// One stored event, as both backends give it.
@@ -211,7 +171,8 @@ pub(crate) struct Filters {
 }
 
 pub(crate) fn filters(o: &QueryOptions) -> Result<Filters, InspectError> {
-    if let (Some(since), Some(until)) = (o.since, o.until) {
+    let c = &o.conditions;
+    if let (Some(since), Some(until)) = (c.since, c.until) {
         if since > until {
             return Err(InspectError::usage(format!(
                 "--since ({}) is after --until ({})",
@@ -229,29 +190,21 @@ pub(crate) fn filters(o: &QueryOptions) -> Result<Filters, InspectError> {
             o.limit
         )));
     }
-    let levels: Vec<String> = o
+    let levels: Vec<String> = c
         .levels
         .iter()
         .map(|l| l.trim().to_lowercase())
         .filter(|l| !l.is_empty())
         .collect();
-    if levels.is_empty() && !o.levels.is_empty() {
+    if levels.is_empty() && !c.levels.is_empty() {
         return Err(InspectError::usage(
             "--level: expected level names such as `error` or `warn,error`, found nothing",
         ));
     }
     Ok(Filters {
         conditions: Conditions {
-            since: o.since,
-            until: o.until,
             levels,
-            grep: o.grep.clone(),
-            fields: o.fields.clone(),
-            source: o.source.clone(),
-            host: o.host.clone(),
-            before: o.before.clone(),
-            after: o.after.clone(),
-            scan: o.scan,
+            ..c.clone()
         },
         fetch: i64::from(o.limit) + 1,
     })
