@@ -167,6 +167,19 @@ impl Logbelt {
         Ok((exit, start.elapsed()))
     }
 
+    /// [`Logbelt::interrupt`], and an error (with the log's tail) unless it exited 0.
+    pub fn interrupt_ok(&mut self) -> Result<Exit, String> {
+        let (exit, _) = self.interrupt()?;
+        if exit.code != Some(0) {
+            return Err(format!(
+                "logbelt {} after SIGINT\n{}",
+                exit.describe(),
+                self.log_tail()
+            ));
+        }
+        Ok(exit)
+    }
+
     /// A `VmRSS:`-style field of `/proc/<pid>/status`, in KiB.
     pub fn status_kib(&self, key: &str) -> Option<u64> {
         proc_field_kib(&format!("/proc/{}/status", self.pid()), key)

@@ -73,22 +73,7 @@ fn measure(bench: &mut Bench, backend: Backend) -> Result<Result_, String> {
         .append(true)
         .open(&path)
         .map_err(|e| format!("open {}: {e}", path.display()))?;
-    let n = (bench.opts.latency_rate * bench.opts.latency_secs) as usize;
-    let period = Duration::from_secs_f64(1.0 / bench.opts.latency_rate as f64);
-    let start = Instant::now();
-    for i in 0..n {
-        let due = start + period * i as u32;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            thread::sleep(wait);
-        }
-        let line = gen.line(Some(now_micros()));
-        // One write(2) per line: logbelt never sees half a line.
-        file.write_all(line.as_bytes())
-            .map_err(|e| format!("append to {}: {e}", path.display()))?;
-        if i % 100 == 0 {
-            child.assert_running()?;
-        }
-    }
+    let n = append_at_rate(bench, &mut file, &path, &mut gen, &mut child)?;
     wait_rows(
         &mut db,
         &mut child,
@@ -108,14 +93,7 @@ fn measure(bench: &mut Bench, backend: Backend) -> Result<Result_, String> {
         .map(|r| r.i - r.w)
         .collect(),
     };
-    let (exit, _) = child.interrupt()?;
-    if exit.code != Some(0) {
-        return Err(format!(
-            "logbelt {} after SIGINT\n{}",
-            exit.describe(),
-            child.log_tail()
-        ));
-    }
+    let exit = child.interrupt_ok()?;
     if latencies.len() != n {
         return Err(format!(
             "{} timed rows stored, expected {n}",
@@ -128,6 +106,31 @@ fn measure(bench: &mut Bench, backend: Backend) -> Result<Result_, String> {
         latencies,
         exit,
     })
+}
+
+/// Appends `--latency-rate` timed lines a second for `--latency-secs` to `file` (one write(2)
+/// per line: logbelt never sees half a line), checking that `child` still runs; returns how many.
+pub fn append_at_rate(
+    bench: &Bench,
+    file: &mut fs::File,
+    path: &std::path::Path,
+    gen: &mut LineGen,
+    child: &mut Logbelt,
+) -> Result<usize, String> {
+    let n = (bench.opts.latency_rate * bench.opts.latency_secs) as usize;
+    let period = Duration::from_secs_f64(1.0 / bench.opts.latency_rate as f64);
+    let start = Instant::now();
+    for i in 0..n {
+        if let Some(wait) = (start + period * i as u32).checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        file.write_all(gen.line(Some(now_micros())).as_bytes())
+            .map_err(|e| format!("append to {}: {e}", path.display()))?;
+        if i % 100 == 0 {
+            child.assert_running()?;
+        }
+    }
+    Ok(n)
 }
 
 /// `ingested_at − written_at_us` of every timed row (µs), read from SQLite.

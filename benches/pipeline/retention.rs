@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use crate::child::Logbelt;
 use crate::db::{write_config_with_database, Db, DbSpec};
 use crate::input::{Input, LineGen};
+use crate::latency::append_at_rate;
 use crate::options::Backend;
-use crate::util::{fmt_int, ingest_deadline, now_micros, progress, rate};
+use crate::util::{fmt_int, ingest_deadline, progress, rate};
 use crate::Bench;
 
 struct Throughput {
@@ -97,14 +98,7 @@ fn ingest(
     }
     let took = start.elapsed();
     let stored = stored_bytes(&spec, &mut db)?;
-    let (exit, _) = child.interrupt()?;
-    if exit.code != Some(0) {
-        return Err(format!(
-            "logbelt {} after SIGINT\n{}",
-            exit.describe(),
-            child.log_tail()
-        ));
-    }
+    child.interrupt_ok()?;
     Ok((rate(input.lines, took), stored))
 }
 
@@ -226,28 +220,9 @@ fn light_load(
         .open(&path)
         .map_err(|e| format!("open {}: {e}", path.display()))?;
     let mut gen = LineGen::new(11);
-    let n = (bench.opts.latency_rate * bench.opts.latency_secs) as usize;
-    let period = Duration::from_secs_f64(1.0 / bench.opts.latency_rate as f64);
-    let start = Instant::now();
-    for i in 0..n {
-        if let Some(wait) = (start + period * i as u32).checked_duration_since(Instant::now()) {
-            thread::sleep(wait);
-        }
-        file.write_all(gen.line(Some(now_micros())).as_bytes())
-            .map_err(|e| format!("append to {}: {e}", path.display()))?;
-        if i % 100 == 0 {
-            child.assert_running()?;
-        }
-    }
+    append_at_rate(bench, &mut file, &path, &mut gen, &mut child)?;
     let after = scrape(addr)?;
-    let (exit, _) = child.interrupt()?;
-    if exit.code != Some(0) {
-        return Err(format!(
-            "logbelt {} after SIGINT\n{}",
-            exit.describe(),
-            child.log_tail()
-        ));
-    }
+    child.interrupt_ok()?;
     let (p99, commits) = p99_between(&before, &after)?;
     let expired = ["log_events", "dead_letters"]
         .iter()
