@@ -61,12 +61,6 @@ struct HostPosition {
     committed_offset: i64,
 }
 
-#[derive(QueryableByName, Debug)]
-struct N {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 fn env_usize(var: &str, default: usize) -> usize {
     std::env::var(var)
         .ok()
@@ -315,7 +309,7 @@ fn run_fleet(
             "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{db}' \
              AND pid <> pg_backend_pid()"
         ))
-        .load::<N>(c)
+        .load::<crate::util::Count>(c)
         .map(|r| r[0].n)
         .unwrap_or(0)
     };
@@ -508,7 +502,7 @@ fn refused_by_pgbouncer_client_limit_retries_then_stores_everything() {
             .all(|l| l.contains("no more connections allowed")),
         "each retry names the cause:\n{stderr}"
     );
-    let tables: Vec<N> = env
+    let tables: Vec<crate::util::Count> = env
         .db
         .load("SELECT count(*) AS n FROM pg_class WHERE relname = 'log_events'");
     assert_eq!(
@@ -576,7 +570,7 @@ fn held_lock_is_a_warning_and_a_retry_not_a_hang() {
     d.sigint();
     d.assert_exit_ok();
     env.db.assert_no_duplicates();
-    let offsets: Vec<N> = env
+    let offsets: Vec<crate::util::Count> = env
         .db
         .load("SELECT count(DISTINCT fields->>'seq') AS n FROM log_events");
     assert_eq!(offsets[0].n, 500);

@@ -32,14 +32,11 @@ struct HostPosition {
     committed_offset: i64,
 }
 
-#[derive(QueryableByName, Debug)]
-struct N {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 fn count(conn: &mut PgConnection, sql: &str) -> i64 {
-    diesel::sql_query(sql).load::<N>(conn).expect(sql)[0].n
+    diesel::sql_query(sql)
+        .load::<crate::util::Count>(conn)
+        .expect(sql)[0]
+        .n
 }
 
 fn per_host(conn: &mut PgConnection) -> Vec<HostCount> {
@@ -365,7 +362,9 @@ fn server_restart_during_ingestion_loses_and_doubles_nothing() {
             *conn = PgConnection::establish(&server.url()).ok();
         }
         let c = conn.as_mut()?;
-        match diesel::sql_query("SELECT count(*) AS n FROM log_events").load::<N>(c) {
+        match diesel::sql_query("SELECT count(*) AS n FROM log_events")
+            .load::<crate::util::Count>(c)
+        {
             Ok(r) => Some(r[0].n),
             Err(_) => {
                 *conn = None;
