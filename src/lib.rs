@@ -31,6 +31,7 @@ pub mod record;
 pub mod redact;
 pub mod retention;
 pub mod run;
+pub mod search;
 pub mod shutdown;
 pub mod supervisor;
 pub mod tail;

@@ -245,6 +245,7 @@ impl Supervisor {
                 c.pipeline.batch_rows,
                 c.pipeline.flush_interval,
                 committers,
+                c.search.index,
                 guard(Stage::Writer),
             ),
         );

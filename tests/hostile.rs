@@ -337,8 +337,8 @@ impl Role {
     /// The grants the README's least-privilege role lists.
     fn grant_least_privilege(&self) {
         self.sql(&format!(
-            "GRANT SELECT, INSERT ON log_events, dead_letters TO {0}; \
-             GRANT USAGE ON SEQUENCE log_events_id_seq, dead_letters_id_seq TO {0}; \
+            "GRANT SELECT, INSERT ON log_events, dead_letters, search_blocks TO {0}; \
+             GRANT USAGE ON SEQUENCE log_events_id_seq, dead_letters_id_seq, search_blocks_id_seq TO {0}; \
              GRANT SELECT, INSERT, UPDATE, DELETE ON files TO {0}; \
              GRANT SELECT ON __diesel_schema_migrations TO {0};",
             self.name

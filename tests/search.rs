@@ -514,8 +514,8 @@ fn postgres_without_the_right_to_index() {
     let role = format!("lb_search_{}", db_name.trim_start_matches("logbelt_test_"));
     env.db.execute(&format!(
         "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; \
-         GRANT SELECT, INSERT ON log_events, dead_letters TO {role}; \
-         GRANT USAGE ON SEQUENCE log_events_id_seq, dead_letters_id_seq TO {role}; \
+         GRANT SELECT, INSERT ON log_events, dead_letters, search_blocks TO {role}; \
+         GRANT USAGE ON SEQUENCE log_events_id_seq, dead_letters_id_seq, search_blocks_id_seq TO {role}; \
          GRANT SELECT, INSERT, UPDATE, DELETE ON files TO {role}; \
          GRANT SELECT ON __diesel_schema_migrations TO {role}; \
          GRANT SELECT, INSERT, UPDATE ON expiry TO {role};"

@@ -20,6 +20,7 @@ use crate::db::{Cause, DbError, Store};
 use crate::messages::{Flush, Records, StageGone};
 use crate::metrics;
 use crate::record::{DeadLetter, DeadLetterReason, Record, RecordBatch};
+use crate::search::{BlockBuilder, Bloom};
 
 /// How the committer retries transient database errors.
 #[derive(Debug, Clone)]
@@ -30,8 +31,9 @@ pub struct RetryPolicy {
 
 /// Work for the committer.
 pub enum CommitJob {
-    /// Commit these batches in one transaction.
-    Commit(Vec<RecordBatch>),
+    /// Commit these batches in one transaction, with the filter of their search block (none
+    /// when the index is off: [`crate::search`]).
+    Commit(Vec<RecordBatch>, Option<Bloom>),
     /// Answer once every earlier job is done: `Ok` if all committed.
     Sync(oneshot::Sender<Result<(), StageGone>>),
 }
@@ -48,6 +50,9 @@ pub struct Writer {
     /// to the same committer (by its id), so its batches commit in order. Dropped when the actor
     /// stops: the committers then finish what they hold and end.
     committers: Vec<mpsc::Sender<CommitJob>>,
+    /// The search filters of the pending transaction, one per committer; `None`: the index is
+    /// off (`[search] index = false`).
+    blocks: Option<Vec<BlockBuilder>>,
     guard: StageGuard,
 }
 
@@ -56,8 +61,14 @@ impl Writer {
         batch_rows: usize,
         flush_interval: Duration,
         committers: Vec<mpsc::Sender<CommitJob>>,
+        index: bool,
         guard: StageGuard,
     ) -> Self {
+        let blocks = index.then(|| {
+            (0..committers.len().max(1))
+                .map(|_| BlockBuilder::default())
+                .collect()
+        });
         Writer {
             batch_rows,
             flush_interval,
@@ -65,8 +76,14 @@ impl Writer {
             pending_rows: 0,
             epoch: 0,
             committers,
+            blocks,
             guard,
         }
+    }
+
+    /// The committer of a file: always the same one, so that its batches commit in order.
+    fn committer_of(&self, batch: &RecordBatch) -> usize {
+        (batch.position.file.id as u64 % self.committers.len().max(1) as u64) as usize
     }
 
     /// Hands the pending transaction to the committer; the actor takes no message until the
@@ -79,15 +96,19 @@ impl Writer {
         self.pending_rows = 0;
         let n = self.committers.len().max(1);
         let mut jobs: Vec<Vec<RecordBatch>> = (0..n).map(|_| Vec::new()).collect();
-        for batch in self.pending.drain(..) {
-            jobs[(batch.position.file.id as u64 % n as u64) as usize].push(batch);
+        for batch in std::mem::take(&mut self.pending) {
+            jobs[self.committer_of(&batch)].push(batch);
         }
+        let blooms: Vec<Option<Bloom>> = match &mut self.blocks {
+            Some(blocks) => blocks.iter_mut().map(BlockBuilder::take).collect(),
+            None => (0..n).map(|_| None).collect(),
+        };
         let committers = self.committers.clone();
         let sends = async move {
-            for (committer, job) in committers.iter().zip(jobs) {
+            for ((committer, job), bloom) in committers.iter().zip(jobs).zip(blooms) {
                 if !job.is_empty() {
                     committer
-                        .send(CommitJob::Commit(job))
+                        .send(CommitJob::Commit(job, bloom))
                         .await
                         .map_err(|_| ())?;
                 }
@@ -129,6 +150,10 @@ impl Handler<Records> for Writer {
             });
         }
         self.pending_rows += rows;
+        let slot = self.committer_of(&batch);
+        if let Some(block) = self.blocks.as_mut().and_then(|b| b.get_mut(slot)) {
+            block.add(&batch);
+        }
         self.pending.push(batch);
         if self.pending_rows >= self.batch_rows || forget {
             self.hand_over(ctx);
@@ -203,8 +228,8 @@ pub async fn run_committer(
                     Some(_) => Err(StageGone("committer")),
                 });
             }
-            CommitJob::Commit(_) if failed.is_some() => {}
-            CommitJob::Commit(mut batches) => {
+            CommitJob::Commit(..) if failed.is_some() => {}
+            CommitJob::Commit(mut batches, bloom) => {
                 let (host, retry, cancel) = (host.clone(), retry.clone(), cancel.clone());
                 let alive = alive.clone();
                 let mut held = outage.take();
@@ -215,8 +240,11 @@ pub async fn run_committer(
                         &mut *store,
                         &host,
                         &mut batches,
-                        &retry,
-                        &cancel,
+                        bloom.as_ref(),
+                        Retries {
+                            policy: &retry,
+                            cancel: &cancel,
+                        },
                         &watch,
                         &mut held,
                     );
@@ -382,6 +410,14 @@ impl Outage {
     }
 }
 
+/// How a commit is retried, and what tells it to give up.
+#[derive(Clone, Copy)]
+struct Retries<'a> {
+    policy: &'a RetryPolicy,
+    /// Set when the pipeline is torn down.
+    cancel: &'a AtomicBool,
+}
+
 /// Commits, retrying transient errors with exponential backoff until it works, the error turns
 /// permanent, or `cancel` is set (pipeline torn down). A permanent error caused by one line (a
 /// value the database refuses, such as `\u0000` in PostgreSQL's `jsonb`) turns that line into a
@@ -391,11 +427,15 @@ fn commit_with_retry(
     store: &mut dyn Store,
     host: &str,
     batches: &mut [RecordBatch],
-    retry: &RetryPolicy,
-    cancel: &AtomicBool,
+    bloom: Option<&Bloom>,
+    retries: Retries<'_>,
     watch: &metrics::CommitWatch,
     outage: &mut Option<Outage>,
 ) -> Result<(), DbError> {
+    let Retries {
+        policy: retry,
+        cancel,
+    } = retries;
     let mut backoff = retry.initial_backoff;
     // Set after a transient failure: the transaction may have landed before the connection
     // broke; look before committing it again.
@@ -417,7 +457,7 @@ fn commit_with_retry(
         let failed = if let Some(e) = unreachable.take() {
             e
         } else {
-            match store.commit(host, batches) {
+            match store.commit(host, batches, bloom) {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             }

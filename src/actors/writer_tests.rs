@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{commit_with_retry, Outage, RetryPolicy};
+use super::{commit_with_retry, Outage, Retries, RetryPolicy};
 use crate::db::{Cause, DbError, Store};
 use crate::metrics::CommitWatch;
 use crate::record::StoredPosition;
@@ -88,7 +88,12 @@ impl Store for FakeStore {
         Ok(Vec::new())
     }
 
-    fn commit(&mut self, _host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
+    fn commit(
+        &mut self,
+        _host: &str,
+        batches: &[RecordBatch],
+        _bloom: Option<&crate::search::Bloom>,
+    ) -> Result<(), DbError> {
         self.commits_tried += 1;
         let outcome = self.script.pop_front().unwrap_or(Outcome::Commits);
         if let Some(e) = self.refusal(batches) {
@@ -181,8 +186,11 @@ fn commit_seeing(
         store,
         "host",
         batches,
-        &retry,
-        &cancel,
+        None,
+        Retries {
+            policy: &retry,
+            cancel: &cancel,
+        },
         &CommitWatch::start(),
         outage,
     )

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::{DbError, FileCheck, Store};
 use crate::record::RecordBatch;
 use crate::record::StoredPosition;
+use crate::search::Bloom;
 
 /// Fails the next `left` commits (shared across restarts) with a permanent error; otherwise
 /// the inner store.
@@ -28,7 +29,12 @@ impl Store for FailingCommits {
         self.inner.load_positions(host)
     }
 
-    fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
+    fn commit(
+        &mut self,
+        host: &str,
+        batches: &[RecordBatch],
+        bloom: Option<&Bloom>,
+    ) -> Result<(), DbError> {
         let fail = self
             .left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -36,7 +42,7 @@ impl Store for FailingCommits {
         if fail {
             return Err(DbError::permanent("fault injection: commit fails"));
         }
-        self.inner.commit(host, batches)
+        self.inner.commit(host, batches, bloom)
     }
 
     fn probe(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {

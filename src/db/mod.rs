@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::record::StoredPosition;
 use crate::record::{FileIdentity, FilePosition, RecordBatch};
+use crate::search::Bloom;
 
 /// Whether trying again can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,12 +187,17 @@ pub trait Store: Send {
     /// When the database cannot be read.
     fn load_positions(&mut self, host: &str) -> Result<Vec<StoredPosition>, DbError>;
 
-    /// Stores `batches` (in order) and the files' new positions in one transaction: all or
-    /// nothing.
+    /// Stores `batches` (in order), the files' new positions and the rows' search block (its
+    /// filter `bloom`, or none: [`crate::search`]) in one transaction: all or nothing.
     ///
     /// # Errors
     /// When the transaction did not commit; nothing of it is stored then.
-    fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError>;
+    fn commit(
+        &mut self,
+        host: &str,
+        batches: &[RecordBatch],
+        bloom: Option<&Bloom>,
+    ) -> Result<(), DbError>;
 
     /// Writes `batches` as [`Store::commit`] would, then rolls back: tells whether the database
     /// accepts them, without storing anything. Used to find the one line a database refuses.

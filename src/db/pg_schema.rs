@@ -104,12 +104,15 @@ fn current_role(conn: &mut PgConnection) -> Option<String> {
 
 /// What logbelt's writes need, table by table: `(table, privilege, on its id sequence)`.
 /// `files` is upserted (`INSERT … ON CONFLICT DO UPDATE`: SELECT, INSERT, UPDATE), read at
-/// start and deleted from when a file is gone; rows get their `id` from the sequences.
+/// start and deleted from when a file is gone; rows get their `id` from the sequences (a
+/// commit also reads `log_events_id_seq`: the range of its search block).
 const NEEDED_GRANTS: &[(&str, &str, bool)] = &[
     ("log_events", "INSERT", false),
     ("log_events", "USAGE", true),
     ("dead_letters", "INSERT", false),
     ("dead_letters", "USAGE", true),
+    ("search_blocks", "INSERT", false),
+    ("search_blocks", "USAGE", true),
     ("files", "SELECT", false),
     ("files", "INSERT", false),
     ("files", "UPDATE", false),

@@ -22,7 +22,7 @@ use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::serialize::{IsNull, Output, ToSql};
-use diesel::sql_types::Jsonb;
+use diesel::sql_types::{BigInt, Bytea, Jsonb, Nullable, Text, Timestamptz};
 
 use super::pg_schema::{migrate, missing_grants};
 use super::schema::postgres::{dead_letters, files, log_events};
@@ -30,6 +30,7 @@ use super::{final_positions, positions_query, DbError, ErrorKind, PositionRow, S
 use crate::record::RecordBatch;
 use crate::record::StoredPosition;
 use crate::redact::redact;
+use crate::search::Bloom;
 
 /// `statement_timeout` is this many times `lock_timeout`…
 const STATEMENT_TIMEOUT_FACTOR: u32 = 10;
@@ -298,11 +299,16 @@ impl Store for PgStore {
             .collect())
     }
 
-    fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
+    fn commit(
+        &mut self,
+        host: &str,
+        batches: &[RecordBatch],
+        bloom: Option<&Bloom>,
+    ) -> Result<(), DbError> {
         let now = Utc::now();
         let timeouts = self.timeouts;
         let result = with_timeouts(self.conn()?, timeouts, |conn| {
-            write(conn, host, batches, now)
+            write(conn, host, batches, bloom, now)
         });
         result.map_err(|e| self.failed("commit failed", e))
     }
@@ -311,7 +317,7 @@ impl Store for PgStore {
         let now = Utc::now();
         let timeouts = self.timeouts;
         let tried = with_timeouts(self.conn()?, timeouts, |conn| {
-            write(conn, host, batches, now)?;
+            write(conn, host, batches, None, now)?;
             Err::<(), _>(DieselError::RollbackTransaction)
         });
         match tried {
@@ -327,6 +333,7 @@ fn write(
     conn: &mut PgConnection,
     host: &str,
     batches: &[RecordBatch],
+    bloom: Option<&Bloom>,
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
     let mut events = Vec::with_capacity(batches.iter().map(|b| b.records.len()).sum());
@@ -357,9 +364,25 @@ fn write(
         }));
     }
     if !events.is_empty() {
+        // The ids the rows get lie between these two values of the sequence (this session's):
+        // the range of their search block.
+        let first = sequence_value(conn, "nextval")?;
         diesel::copy_from(log_events::table)
             .from_insertable(&events)
             .execute(conn)?;
+        let last = sequence_value(conn, "currval")?;
+        diesel::sql_query(
+            "INSERT INTO search_blocks (host, first_id, last_id, ingested_at, rows, bits, bloom) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind::<Text, _>(host)
+        .bind::<BigInt, _>(first)
+        .bind::<BigInt, _>(last)
+        .bind::<Timestamptz, _>(now)
+        .bind::<BigInt, _>(events.len() as i64)
+        .bind::<BigInt, _>(bloom.map_or(0, |b| b.bits() as i64))
+        .bind::<Nullable<Bytea>, _>(bloom.map(Bloom::to_bytes))
+        .execute(conn)?;
     }
     for chunk in dead.chunks(DEAD_LETTERS_PER_INSERT) {
         diesel::insert_into(dead_letters::table)
@@ -391,6 +414,20 @@ fn write(
             .execute(conn)?;
     }
     Ok(())
+}
+
+#[derive(QueryableByName)]
+struct SequenceValue {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// `nextval` or `currval` of `log_events`' id sequence.
+fn sequence_value(conn: &mut PgConnection, function: &str) -> QueryResult<i64> {
+    let row: SequenceValue =
+        diesel::sql_query(format!("SELECT {function}('log_events_id_seq') AS n"))
+            .get_result(conn)?;
+    Ok(row.n)
 }
 
 /// What the server says when the same transaction can succeed if tried again (diesel does not

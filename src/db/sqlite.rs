@@ -18,6 +18,7 @@ use super::{final_positions, positions_query, DbError, FileCheck, PositionRow, S
 use crate::parse::{format_timestamp_micros, write_timestamp_micros};
 use crate::record::RecordBatch;
 use crate::record::StoredPosition;
+use crate::search::Bloom;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
@@ -240,14 +241,19 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    fn commit(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
+    fn commit(
+        &mut self,
+        host: &str,
+        batches: &[RecordBatch],
+        bloom: Option<&Bloom>,
+    ) -> Result<(), DbError> {
         self.file.check()?;
         let now = format_timestamp_micros(super::now_micros());
         let tx = self
             .fast
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| classify_fast("commit failed", e))?;
-        write(&tx, host, batches, &now).map_err(|e| classify_fast("commit failed", e))?;
+        write(&tx, host, batches, bloom, &now).map_err(|e| classify_fast("commit failed", e))?;
         tx.commit().map_err(|e| classify_fast("commit failed", e))
     }
 
@@ -256,9 +262,10 @@ impl Store for SqliteStore {
     }
 
     fn probe(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
+        let bloom = None;
         let now = format_timestamp_micros(super::now_micros());
         let tx = self.fast.transaction().map_err(|e| classify_fast("", e))?;
-        let written = write(&tx, host, batches, &now).map_err(|e| classify_fast("", e));
+        let written = write(&tx, host, batches, bloom, &now).map_err(|e| classify_fast("", e));
         tx.rollback().map_err(|e| classify_fast("", e))?;
         written
     }
@@ -269,6 +276,7 @@ fn write(
     tx: &rusqlite::Transaction<'_>,
     host: &str,
     batches: &[RecordBatch],
+    bloom: Option<&Bloom>,
     now: &str,
 ) -> rusqlite::Result<()> {
     let mut events = tx.prepare_cached(
@@ -280,6 +288,9 @@ fn write(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     let mut ts = String::new();
+    // The ids the rows got: the range of their search block.
+    let mut ids: Option<(i64, i64)> = None;
+    let mut rows = 0i64;
     for batch in batches {
         let source = &*batch.position.file.source;
         let file_id = batch.position.file.id;
@@ -300,6 +311,9 @@ fn write(
                 batch.str(&r.line),
                 now,
             ])?;
+            let id = tx.last_insert_rowid();
+            ids = Some((ids.map_or(id, |(first, _)| first), id));
+            rows += 1;
         }
         for d in &batch.dead_letters {
             dead.execute(rusqlite::params![
@@ -313,6 +327,21 @@ fn write(
                 now,
             ])?;
         }
+    }
+    if let Some((first, last)) = ids {
+        tx.prepare_cached(
+            "INSERT INTO search_blocks (host, first_id, last_id, ingested_at, rows, bits, bloom) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(rusqlite::params![
+            host,
+            first,
+            last,
+            now,
+            rows,
+            bloom.map_or(0, |b| b.bits() as i64),
+            bloom.map(Bloom::to_bytes),
+        ])?;
     }
     let mut position = tx.prepare_cached(
         "INSERT INTO files (id, host, source, path, dev, inode, fingerprint_len, fingerprint, committed_offset, updated_at) \

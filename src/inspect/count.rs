@@ -12,8 +12,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use serde::Serialize;
 
+use super::filter::GrepIndex;
 use super::filter::{Dialect, Part, Sql};
-use super::query::{filters, pg_index, sqlite_index, QueryOptions};
+use super::query::{filters, pg_grep_index, sqlite_grep_index, sqlite_path, QueryOptions};
 use super::{read_only, thousands, with_stdout, Align, InspectError, Table};
 use crate::config::Config;
 use crate::parse::format_timestamp_micros;
@@ -100,7 +101,7 @@ struct PgCount {
 fn count_sql(
     dialect: Dialect,
     o: &QueryOptions,
-    index: bool,
+    index: &GrepIndex,
     f: &super::filter::Conditions,
 ) -> Sql {
     let bucket = match (o.bucket, dialect) {
@@ -137,13 +138,14 @@ pub fn counts(config: &Config, o: &QueryOptions) -> Result<Vec<Counted>, Inspect
         ));
     }
     let c = f.conditions;
+    let path = sqlite_path(config);
     let mut db = super::open(&config.database)?;
     let mut rows = read_only(
         &mut db,
         &config.database,
         |conn| {
-            let index = c.grep_indexable() && !c.scan && sqlite_index(conn)?;
-            let rows: Vec<SqliteCount> = count_sql(Dialect::Sqlite, o, index, &c)
+            let index = sqlite_grep_index(path, &c)?;
+            let rows: Vec<SqliteCount> = count_sql(Dialect::Sqlite, o, &index, &c)
                 .sqlite()
                 .load(conn)?;
             Ok(rows
@@ -156,8 +158,8 @@ pub fn counts(config: &Config, o: &QueryOptions) -> Result<Vec<Counted>, Inspect
                 .collect::<Vec<_>>())
         },
         |conn| {
-            let index = c.grep_indexable() && !c.scan && pg_index(conn)?;
-            let rows: Vec<PgCount> = count_sql(Dialect::Pg, o, index, &c).pg().load(conn)?;
+            let index = pg_grep_index(conn, &c)?;
+            let rows: Vec<PgCount> = count_sql(Dialect::Pg, o, &index, &c).pg().load(conn)?;
             Ok(rows
                 .into_iter()
                 .map(|r| Counted {

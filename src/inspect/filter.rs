@@ -2,13 +2,12 @@
 //! parameters (every value the user gives is bound, never spliced into SQL), and the parsing of
 //! `--field KEY=VALUE` and of the `--before`/`--after` cursors.
 //!
-//! `--grep` (README, "Search"): the exact filter is always applied — the message or the object
-//! text contains the needle, ignoring case (SQLite: `instr(lower(…), lower(?))`, ASCII folding;
-//! PostgreSQL: `ILIKE` with `%`, `_`, `\` escaped). With a needle of at least
-//! [`INDEX_MIN_CHARS`] characters and the index present, an index condition that finds a
-//! superset of those rows comes first: SQLite `log_events_fts MATCH` (the rows holding every
-//! trigram of the needle, case-folded: [`fts_query`]), PostgreSQL `ILIKE` on the expression of
-//! the `pg_trgm` index.
+//! `--grep` (README, "Searching"): the exact filter is always applied — the message or the
+//! object text contains the needle, ignoring case (SQLite: `instr(lower(…), lower(?))`, ASCII
+//! folding; PostgreSQL: `ILIKE` with `%`, `_`, `\` escaped). Before it come the conditions of a
+//! [`GrepIndex`]: the id ranges of the search blocks that may hold the needle
+//! ([`super::blocks`]) and, on PostgreSQL, `ILIKE` on the expression of the optional `pg_trgm`
+//! index. Each finds a superset of the matching rows.
 //! Index or not, the rows are the same.
 
 use chrono::{DateTime, Utc};
@@ -17,6 +16,7 @@ use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{BigInt, Double, Text, Timestamptz};
 use diesel::sqlite::Sqlite;
 
+use super::blocks::Candidates;
 use super::query::escape_like;
 use crate::db::search::PG_SEARCH_EXPR;
 use crate::parse::format_timestamp_micros;
@@ -24,6 +24,23 @@ use crate::parse::format_timestamp_micros;
 /// Trigram indexes cannot serve a shorter needle: it is found by scanning (bounded by the other
 /// filters).
 pub const INDEX_MIN_CHARS: usize = 3;
+
+/// What `--grep` may use besides its exact filter.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GrepIndex {
+    /// PostgreSQL's optional `pg_trgm` index exists.
+    pub trigram: bool,
+    /// What the search blocks say.
+    pub blocks: Candidates,
+}
+
+impl GrepIndex {
+    /// Nothing but the exact filter.
+    pub(crate) const SCAN: GrepIndex = GrepIndex {
+        trigram: false,
+        blocks: Candidates::Scan,
+    };
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -330,8 +347,8 @@ impl Conditions {
         }
     }
 
-    /// Appends ` AND …` for every filter. `index`: the search index exists and may be used.
-    pub(crate) fn write(&self, sql: &mut Sql, part: Part, index: bool) {
+    /// Appends ` AND …` for every filter, `--grep` narrowed down by `index`.
+    pub(crate) fn write(&self, sql: &mut Sql, part: Part, index: &GrepIndex) {
         match part {
             Part::Timed => {
                 sql.push(" AND ts IS NOT NULL");
@@ -367,7 +384,10 @@ impl Conditions {
             field_condition(sql, f);
         }
         if let Some(g) = &self.grep {
-            self.grep_condition(sql, g, index && !self.scan && self.grep_indexable());
+            if !self.scan {
+                index.blocks.write(sql);
+            }
+            self.grep_condition(sql, g, index.trigram && !self.scan && self.grep_indexable());
         }
         if let Some(c) = &self.before {
             cursor_condition(sql, part, c, "<");
@@ -380,13 +400,6 @@ impl Conditions {
     fn grep_condition(&self, sql: &mut Sql, g: &str, index: bool) {
         match sql.dialect {
             Dialect::Sqlite => {
-                if index {
-                    sql.push(
-                        " AND id IN (SELECT rowid FROM log_events_fts WHERE log_events_fts MATCH ",
-                    )
-                    .text(&fts_query(g))
-                    .push(")");
-                }
                 sql.push(" AND (instr(lower(message), lower(")
                     .text(g)
                     .push(")) > 0 OR instr(lower(fields), lower(")
@@ -408,30 +421,6 @@ impl Conditions {
             }
         }
     }
-}
-
-/// At most this many trigrams of a needle are looked up (any of them narrows the rows down;
-/// the exact filter does the rest).
-const MAX_TRIGRAMS: usize = 32;
-
-/// The FTS5 query for the rows holding every trigram of `needle` (the index has no positions,
-/// `detail = none`: a phrase cannot be asked for): each trigram an FTS5 string (in double
-/// quotes, its own doubled), joined by AND. The tokenizer folds their case as it did the rows'.
-pub(crate) fn fts_query(needle: &str) -> String {
-    let chars: Vec<char> = needle.chars().collect();
-    let mut seen = std::collections::HashSet::new();
-    let mut terms = Vec::new();
-    for w in chars.windows(INDEX_MIN_CHARS) {
-        let t: String = w.iter().collect::<String>().to_lowercase();
-        if seen.insert(t) {
-            let term: String = w.iter().collect();
-            terms.push(format!("\"{}\"", term.replace('"', "\"\"")));
-        }
-        if terms.len() == MAX_TRIGRAMS {
-            break;
-        }
-    }
-    terms.join(" AND ")
 }
 
 /// `(ts, id) < c` (`op` `<`) or `> c`, within `part`. An event without `ts` is older than any
@@ -507,20 +496,6 @@ mod tests {
         assert_eq!(
             sqlite_path(&["http".into(), "x-y z".into()]),
             "$.http.\"x-y z\""
-        );
-    }
-
-    #[test]
-    fn fts_queries() {
-        assert_eq!(fts_query("abc"), r#""abc""#);
-        assert_eq!(fts_query("abcd"), r#""abc" AND "bcd""#);
-        assert_eq!(fts_query("aaaa"), r#""aaa""#);
-        assert_eq!(fts_query(r#"a"b""#), r#""a""b" AND """b""""#);
-        assert_eq!(fts_query("grüß"), r#""grü" AND "rüß""#);
-        assert_eq!(fts_query(&"x".repeat(100)).matches("AND").count(), 0);
-        assert_eq!(
-            fts_query(&"abcdefghij".repeat(10)).matches(" AND ").count(),
-            9
         );
     }
 

@@ -15,6 +15,7 @@
 //! cannot be read, [`Exit::Usage`] (2) for bad arguments. Texts that may hold a database URL pass
 //! through [`redact`].
 
+mod blocks;
 pub mod count;
 pub mod filter;
 pub mod query;

@@ -11,8 +11,8 @@
 //!   ignoring case. SQLite: `instr(lower(…), lower(?))` (case folding of ASCII letters only);
 //!   PostgreSQL: `ILIKE` with `%`, `_` and `\` escaped, on `message` and `fields::text`
 //!   (case folding per the database's collation). In the object's text, a `"` or `\` inside a
-//!   string is escaped (`\"`), so such text is best found in the message. A needle of 3
-//!   characters or more is looked up in the search index first ([`super::filter`]);
+//!   string is escaped (`\"`), so such text is best found in the message. The search blocks
+//!   narrow down the rows to read first ([`super::blocks`]);
 //! - `fields`: `--field KEY=VALUE`, the object's value at a dotted path;
 //! - `source`, `host`: equal;
 //! - `before`/`after`: cursors (`ts`, `id`) for paging without OFFSET.
@@ -31,8 +31,9 @@ use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::blocks::{self, Candidates};
 use super::count::{Bucket, GroupBy};
-use super::filter::{Conditions, Dialect, Part, Sql};
+use super::filter::{Conditions, Dialect, GrepIndex, Part, Sql};
 use super::{format_ts, printable, read_only, with_stdout, Align, InspectError, Table};
 use crate::config::Config;
 use crate::db::search::PG_SEARCH_INDEX;
@@ -160,8 +161,10 @@ pub fn query(config: &Config, options: &QueryOptions) -> Result<(), InspectError
     Ok(())
 }
 
-/// The newest events a common needle is first looked for in (SQLite): about 20 ms of reading.
+/// The newest events a common needle is first looked for in: about 20 ms of reading.
 const PROBE_ROWS: i64 = 20_000;
+/// More candidate blocks than this: look among the newest events first ([`PROBE_ROWS`]).
+const PROBE_BLOCKS: usize = 8;
 
 /// Normalised filters: levels lower-cased, the limit checked.
 pub(crate) struct Filters {
@@ -217,10 +220,11 @@ pub(crate) fn filters(o: &QueryOptions) -> Result<Filters, InspectError> {
 pub fn fetch(config: &Config, options: &QueryOptions) -> Result<Found, InspectError> {
     let f = filters(options)?;
     let mut db = super::open(&config.database)?;
+    let path = sqlite_path(config);
     let mut events = read_only(
         &mut db,
         &config.database,
-        |c| fetch_sqlite(c, &f),
+        |c| fetch_sqlite(c, path, &f),
         |c| fetch_pg(c, &f),
     )?;
     let more = events.len() as i64 == f.fetch;
@@ -266,22 +270,23 @@ impl Filters {
         }
     }
 
-    /// SQLite, a needle looked up in the index, newest first: the query over only the newest
+    /// A needle in many search blocks, newest first: the query over only the newest
     /// [`PROBE_ROWS`] events in the time range, by the exact filter. A common needle fills the
-    /// page there, where the index would list (and the query sort) every row that holds it. If
-    /// it fills the page, the page is right: every event outside the window is older than every
-    /// one inside. Otherwise the index is asked.
+    /// page there, where the blocks would have the query read (and sort) every row that holds
+    /// it. If it fills the page, the page is right: every event outside the window is older
+    /// than every one inside. Otherwise the blocks are read.
     fn probe(
         &self,
         dialect: Dialect,
         select: &str,
         part: Part,
-        index: bool,
+        index: &GrepIndex,
         missing: i64,
     ) -> Option<Sql> {
         let c = &self.conditions;
-        let applies = dialect == Dialect::Sqlite
-            && index
+        let many =
+            matches!(&index.blocks, Candidates::Spans { spans, .. } if spans.len() > PROBE_BLOCKS);
+        let applies = many
             && part == Part::Timed
             && !self.forward()
             && c.before.is_none()
@@ -290,7 +295,7 @@ impl Filters {
             return None;
         }
         let mut sql = Sql::new(dialect, select);
-        c.write(&mut sql, part, false);
+        c.write(&mut sql, part, &GrepIndex::SCAN);
         sql.push(" AND id IN (SELECT id FROM log_events WHERE ts IS NOT NULL");
         if let Some(t) = c.since {
             sql.push(" AND ts >= ").time(t);
@@ -310,7 +315,7 @@ impl Filters {
         &self,
         dialect: Dialect,
         select: &str,
-        index: bool,
+        index: &GrepIndex,
         mut load: impl FnMut(&Sql) -> Result<Vec<R>, InspectError>,
     ) -> Result<Vec<R>, InspectError> {
         let mut rows = Vec::new();
@@ -390,18 +395,8 @@ struct Count {
     n: i64,
 }
 
-/// Whether the SQLite search index exists (a database last written by a logbelt before it has
-/// none: `query` never migrates).
-pub(crate) fn sqlite_index(c: &mut diesel::sqlite::SqliteConnection) -> Result<bool, InspectError> {
-    let n: Count = diesel::sql_query(
-        "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'log_events_fts'",
-    )
-    .get_result(c)?;
-    Ok(n.n > 0)
-}
-
-/// Whether the PostgreSQL trigram index exists (it may not: README, "Search").
-pub(crate) fn pg_index(c: &mut diesel::pg::PgConnection) -> Result<bool, InspectError> {
+/// Whether the PostgreSQL trigram index exists (it may not: README, "Searching").
+fn pg_trigram(c: &mut diesel::pg::PgConnection) -> Result<bool, InspectError> {
     let n: Count = diesel::sql_query(format!(
         "SELECT count(*) AS n FROM pg_class WHERE oid = to_regclass('{PG_SEARCH_INDEX}')"
     ))
@@ -409,12 +404,49 @@ pub(crate) fn pg_index(c: &mut diesel::pg::PgConnection) -> Result<bool, Inspect
     Ok(n.n > 0)
 }
 
+/// What `--grep` may use on SQLite (the database file at `path`).
+pub(crate) fn sqlite_grep_index(
+    path: Option<&std::path::Path>,
+    c: &Conditions,
+) -> Result<GrepIndex, InspectError> {
+    match (&c.grep, path) {
+        (Some(g), Some(path)) if !c.scan => Ok(GrepIndex {
+            trigram: false,
+            blocks: blocks::sqlite(path, g)?,
+        }),
+        _ => Ok(GrepIndex::SCAN),
+    }
+}
+
+/// What `--grep` may use on PostgreSQL.
+pub(crate) fn pg_grep_index(
+    conn: &mut diesel::pg::PgConnection,
+    c: &Conditions,
+) -> Result<GrepIndex, InspectError> {
+    match &c.grep {
+        Some(g) if !c.scan => Ok(GrepIndex {
+            trigram: c.grep_indexable() && pg_trigram(conn)?,
+            blocks: blocks::pg(conn, g)?,
+        }),
+        _ => Ok(GrepIndex::SCAN),
+    }
+}
+
+/// The file of a SQLite database.
+pub(crate) fn sqlite_path(config: &Config) -> Option<&std::path::Path> {
+    match &config.database.url {
+        crate::config::DatabaseUrl::Sqlite { path } => Some(path),
+        crate::config::DatabaseUrl::Postgres { .. } => None,
+    }
+}
+
 fn fetch_sqlite(
     c: &mut diesel::sqlite::SqliteConnection,
+    path: Option<&std::path::Path>,
     f: &Filters,
 ) -> Result<Vec<Event>, InspectError> {
-    let index = f.conditions.grep_indexable() && !f.conditions.scan && sqlite_index(c)?;
-    let rows = f.run(Dialect::Sqlite, SQLITE_SELECT, index, |sql| {
+    let index = sqlite_grep_index(path, &f.conditions)?;
+    let rows = f.run(Dialect::Sqlite, SQLITE_SELECT, &index, |sql| {
         Ok(sql.sqlite().load::<SqliteRow>(c)?)
     })?;
     Ok(rows
@@ -446,8 +478,8 @@ pub fn escape_like(s: &str) -> String {
 }
 
 fn fetch_pg(c: &mut diesel::pg::PgConnection, f: &Filters) -> Result<Vec<Event>, InspectError> {
-    let index = f.conditions.grep_indexable() && !f.conditions.scan && pg_index(c)?;
-    let rows = f.run(Dialect::Pg, PG_SELECT, index, |sql| {
+    let index = pg_grep_index(c, &f.conditions)?;
+    let rows = f.run(Dialect::Pg, PG_SELECT, &index, |sql| {
         Ok(sql.pg().load::<PgRow>(c)?)
     })?;
     Ok(rows

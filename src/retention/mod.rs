@@ -421,6 +421,27 @@ const RECORD_SQL: &str = "INSERT INTO expiry (host, ran_at, expired_at, expired_
      partitions = CASE WHEN excluded.expired_at IS NULL THEN expiry.partitions \
          ELSE excluded.partitions END";
 
+/// Forgets the search blocks whose rows are all gone (their ids lie below every id left; with no
+/// rows left, every block): run after a run that removed rows. A block commits with its rows,
+/// so none of a commit still in flight can be taken.
+const FORGET_BLOCKS_SQL: &str = "DELETE FROM search_blocks WHERE last_id < \
+     (SELECT coalesce(min(id), 9223372036854775807) FROM log_events)";
+
+/// After a run that removed rows: [`FORGET_BLOCKS_SQL`].
+fn forget_blocks<C>(conn: &mut C, run: &Expired) -> Result<(), DbError>
+where
+    C: diesel::Connection,
+    diesel::query_builder::SqlQuery: diesel::query_dsl::methods::ExecuteDsl<C>,
+{
+    use diesel::RunQueryDsl;
+    if run.log_events > 0 || run.partitions > 0 {
+        diesel::sql_query(FORGET_BLOCKS_SQL)
+            .execute(conn)
+            .map_err(|e| failed("cannot forget the search blocks of expired rows", e))?;
+    }
+    Ok(())
+}
+
 /// A database error of a retention run: transient (the next check tries again), redacted.
 fn failed(context: &str, e: impl std::fmt::Display) -> DbError {
     DbError::transient(crate::redact::redact(&format!("{context}: {e}")))

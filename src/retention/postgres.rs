@@ -22,7 +22,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
 
 use super::{failed, Expired, FileRow, FileRowSql, Lifecycle, Limits};
-use super::{FILES_BEFORE_SQL, RECORD_SQL};
+use super::{forget_blocks, FILES_BEFORE_SQL, RECORD_SQL};
 use crate::db::DbError;
 
 /// The partitioned tables.
@@ -378,7 +378,7 @@ impl Lifecycle for PgLifecycle {
         query
             .execute(&mut self.conn)
             .map_err(|e| failed("cannot record the expiry", e))?;
-        Ok(())
+        forget_blocks(&mut self.conn, run)
     }
 }
 

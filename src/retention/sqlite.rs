@@ -16,7 +16,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::sqlite::SqliteConnection;
 
 use super::{failed, sql_instant, Expired, FileRow, FileRowSql, Lifecycle, Limits};
-use super::{FILES_BEFORE_SQL, RECORD_SQL};
+use super::{forget_blocks, FILES_BEFORE_SQL, RECORD_SQL};
 use crate::db::sqlite::{connect, OpenMode};
 use crate::db::DbError;
 
@@ -290,7 +290,7 @@ impl Lifecycle for SqliteLifecycle {
         query
             .execute(&mut self.conn)
             .map_err(|e| failed("cannot record the expiry", e))?;
-        Ok(())
+        forget_blocks(&mut self.conn, run)
     }
 }
 
