@@ -7,10 +7,9 @@
 //!
 //! It writes `--rows` generated JSON lines (~290 bytes, fixed seed, timestamps over the last 24
 //! hours, into 4 files) with a rare token planted in 20 known lines, then, per backend:
-//! 1. ingests them with the real binary (`run --once`) into a database with the search index,
-//!    and into one without it (SQLite: the FTS5 table and its triggers dropped before ingest;
-//!    PostgreSQL: `LOGBELT_SEARCH_INDEX=on` against `off`), both timed: rows/s with against
-//!    without;
+//! 1. ingests them with the real binary (`run --once`) into a database with the search index
+//!    (`[search] index = true`, the default) and into one without it (`index = false`), both
+//!    timed: rows/s with against without;
 //! 2. runs the same queries against both (`logbelt query`, a process each, median of `--runs`):
 //!    the rare token, a common token with `--limit 100`, `--field http.status=500 --since 1h`,
 //!    `--count --by level --bucket 1h`; each also as `grep -c` (and `rg -c` when installed) over
@@ -233,23 +232,23 @@ impl Db {
     }
 }
 
-fn write_config(path: &Path, db: &Db, include: &str) {
+fn write_config(path: &Path, db: &Db, include: &str, index: bool) {
     let text = format!(
         "[database]\nurl = {:?}\n\n[agent]\nhost = \"bench\"\n\n[[sources]]\nname = \"bench\"\n\
-         include = [{include:?}]\nstart_at = \"beginning\"\n\n[pipeline]\nbatch_rows = 10000\n",
+         include = [{include:?}]\nstart_at = \"beginning\"\n\n[pipeline]\nbatch_rows = 10000\n\n\
+         [search]\nindex = {index}\n",
         db.url()
     );
     fs::write(path, text).expect("write a config");
 }
 
-fn run_once(config: &Path, index: bool) -> Duration {
+fn run_once(config: &Path) -> Duration {
     let started = Instant::now();
     let mut cmd = Command::new(LOGBELT);
     cmd.args(["run", "--once", "--config"])
         .arg(config)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    cmd.env("LOGBELT_SEARCH_INDEX", if index { "on" } else { "off" });
     let out = cmd.output().expect("run logbelt");
     assert!(
         out.status.success(),
@@ -284,7 +283,7 @@ fn with_db(admin: &str, name: &str) -> String {
     format!("{base}/{name}")
 }
 
-/// (index bytes, table bytes) of `log_events`.
+/// (index bytes, table bytes): `search_blocks` and `log_events`.
 fn sizes(db: &Db) -> (u64, u64) {
     match db {
         Db::Sqlite(p) => {
@@ -297,7 +296,7 @@ fn sizes(db: &Db) -> (u64, u64) {
                 )
                 .expect("dbstat") as u64
             };
-            (q("log_events_fts%"), q("log_events"))
+            (q("search_blocks"), q("log_events"))
         }
         Db::Pg(u) => {
             let part_sum = |rel: &str, f: &str| {
@@ -310,8 +309,10 @@ fn sizes(db: &Db) -> (u64, u64) {
                 ) as u64
             };
             (
-                part_sum("log_events_search", "pg_relation_size")
-                    + part_sum("log_events_fields", "pg_relation_size"),
+                pg_value(
+                    u,
+                    "SELECT pg_total_relation_size('search_blocks')::bigint AS n",
+                ) as u64,
                 part_sum("log_events", "pg_table_size"),
             )
         }
@@ -407,7 +408,6 @@ fn main() {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    fs::create_dir_all(dir.join("empty")).expect("create a folder");
 
     println!(
         "# logbelt search bench: {} rows, {} of JSON lines in {FILES} files, median of {} runs\n",
@@ -484,28 +484,16 @@ fn main() {
         queries().iter().map(|q| vec![q.name.to_owned()]).collect();
     let mut headers = vec!["query".to_owned()];
     for (name, indexed, scan, _) in &backends {
-        let cfg = |db: &Db, label: &str, include: &str| {
+        let cfg = |db: &Db, label: &str, include: &str, index: bool| {
             let p = dir.join(format!("{name}-{label}.toml"));
-            write_config(&p, db, include);
+            write_config(&p, db, include, index);
             p
         };
         let logs = format!("{}/logs/*.jsonl", dir.display());
-        let empty = format!("{}/empty/*.jsonl", dir.display());
-        // The schema first (no rows), then the index taken away where it is a migration's.
-        let scan_empty = cfg(scan, "scan-empty", &empty);
-        run_once(&scan_empty, false);
-        if let Db::Sqlite(p) = scan {
-            let c = rusqlite::Connection::open(p).expect("open the SQLite file");
-            c.execute_batch(
-                "DROP TRIGGER log_events_fts_insert; DROP TRIGGER log_events_fts_delete; \
-                 DROP TRIGGER log_events_fts_update; DROP TABLE log_events_fts;",
-            )
-            .expect("drop the index");
-        }
-        progress(&format!("{name}: ingesting with the index"));
-        let with = run_once(&cfg(indexed, "indexed", &logs), true);
         progress(&format!("{name}: ingesting without the index"));
-        let without = run_once(&cfg(scan, "scan", &logs), false);
+        let without = run_once(&cfg(scan, "scan", &logs, false));
+        progress(&format!("{name}: ingesting with the index"));
+        let with = run_once(&cfg(indexed, "indexed", &logs, true));
         for db in [indexed, scan] {
             if let Db::Pg(u) = db {
                 progress(&format!("{name}: VACUUM ANALYZE"));

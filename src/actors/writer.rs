@@ -31,9 +31,9 @@ pub struct RetryPolicy {
 
 /// Work for the committer.
 pub enum CommitJob {
-    /// Commit these batches in one transaction, with the filter of their search block (none
+    /// Commit these batches in one transaction, with the filters of their search blocks (none
     /// when the index is off: [`crate::search`]).
-    Commit(Vec<RecordBatch>, Option<Bloom>),
+    Commit(Vec<RecordBatch>, Option<Vec<Bloom>>),
     /// Answer once every earlier job is done: `Ok` if all committed.
     Sync(oneshot::Sender<Result<(), StageGone>>),
 }
@@ -99,8 +99,8 @@ impl Writer {
         for batch in std::mem::take(&mut self.pending) {
             jobs[self.committer_of(&batch)].push(batch);
         }
-        let blooms: Vec<Option<Bloom>> = match &mut self.blocks {
-            Some(blocks) => blocks.iter_mut().map(BlockBuilder::take).collect(),
+        let blooms: Vec<Option<Vec<Bloom>>> = match &mut self.blocks {
+            Some(blocks) => blocks.iter_mut().map(|b| Some(b.take())).collect(),
             None => (0..n).map(|_| None).collect(),
         };
         let committers = self.committers.clone();
@@ -229,7 +229,7 @@ pub async fn run_committer(
                 });
             }
             CommitJob::Commit(..) if failed.is_some() => {}
-            CommitJob::Commit(mut batches, bloom) => {
+            CommitJob::Commit(mut batches, blooms) => {
                 let (host, retry, cancel) = (host.clone(), retry.clone(), cancel.clone());
                 let alive = alive.clone();
                 let mut held = outage.take();
@@ -240,7 +240,7 @@ pub async fn run_committer(
                         &mut *store,
                         &host,
                         &mut batches,
-                        bloom.as_ref(),
+                        blooms.as_deref(),
                         Retries {
                             policy: &retry,
                             cancel: &cancel,
@@ -427,7 +427,7 @@ fn commit_with_retry(
     store: &mut dyn Store,
     host: &str,
     batches: &mut [RecordBatch],
-    bloom: Option<&Bloom>,
+    mut blooms: Option<&[Bloom]>,
     retries: Retries<'_>,
     watch: &metrics::CommitWatch,
     outage: &mut Option<Outage>,
@@ -457,7 +457,7 @@ fn commit_with_retry(
         let failed = if let Some(e) = unreachable.take() {
             e
         } else {
-            match store.commit(host, batches, bloom) {
+            match store.commit(host, batches, blooms) {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             }
@@ -473,6 +473,8 @@ fn commit_with_retry(
                 Ok(Some((b, r, why))) => {
                     let batch = &mut batches[b];
                     let record = batch.records.remove(r);
+                    // The rows after it move up a place: the filters no longer fit the blocks.
+                    blooms = None;
                     tracing::warn!(offset = record.offset, reason = %why, "The database refuses a line; storing it as a dead letter.");
                     batch.dead_letters.push(DeadLetter {
                         offset: record.offset,

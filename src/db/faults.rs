@@ -33,7 +33,7 @@ impl Store for FailingCommits {
         &mut self,
         host: &str,
         batches: &[RecordBatch],
-        bloom: Option<&Bloom>,
+        blooms: Option<&[Bloom]>,
     ) -> Result<(), DbError> {
         let fail = self
             .left
@@ -42,7 +42,7 @@ impl Store for FailingCommits {
         if fail {
             return Err(DbError::permanent("fault injection: commit fails"));
         }
-        self.inner.commit(host, batches, bloom)
+        self.inner.commit(host, batches, blooms)
     }
 
     fn probe(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {

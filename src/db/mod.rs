@@ -187,8 +187,9 @@ pub trait Store: Send {
     /// When the database cannot be read.
     fn load_positions(&mut self, host: &str) -> Result<Vec<StoredPosition>, DbError>;
 
-    /// Stores `batches` (in order), the files' new positions and the rows' search block (its
-    /// filter `bloom`, or none: [`crate::search`]) in one transaction: all or nothing.
+    /// Stores `batches` (in order), the files' new positions and the rows' search blocks (with
+    /// their `blooms`, one per [`crate::search::BLOCK_ROWS`] rows, or none:
+    /// [`crate::search::block_rows`]) in one transaction: all or nothing.
     ///
     /// # Errors
     /// When the transaction did not commit; nothing of it is stored then.
@@ -196,7 +197,7 @@ pub trait Store: Send {
         &mut self,
         host: &str,
         batches: &[RecordBatch],
-        bloom: Option<&Bloom>,
+        blooms: Option<&[Bloom]>,
     ) -> Result<(), DbError>;
 
     /// Writes `batches` as [`Store::commit`] would, then rolls back: tells whether the database

@@ -18,7 +18,7 @@ use super::{final_positions, positions_query, DbError, FileCheck, PositionRow, S
 use crate::parse::{format_timestamp_micros, write_timestamp_micros};
 use crate::record::RecordBatch;
 use crate::record::StoredPosition;
-use crate::search::Bloom;
+use crate::search::{block_rows, Bloom, BLOCK_ROWS};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
@@ -245,7 +245,7 @@ impl Store for SqliteStore {
         &mut self,
         host: &str,
         batches: &[RecordBatch],
-        bloom: Option<&Bloom>,
+        blooms: Option<&[Bloom]>,
     ) -> Result<(), DbError> {
         self.file.check()?;
         let now = format_timestamp_micros(super::now_micros());
@@ -253,7 +253,7 @@ impl Store for SqliteStore {
             .fast
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| classify_fast("commit failed", e))?;
-        write(&tx, host, batches, bloom, &now).map_err(|e| classify_fast("commit failed", e))?;
+        write(&tx, host, batches, blooms, &now).map_err(|e| classify_fast("commit failed", e))?;
         tx.commit().map_err(|e| classify_fast("commit failed", e))
     }
 
@@ -262,10 +262,10 @@ impl Store for SqliteStore {
     }
 
     fn probe(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
-        let bloom = None;
+        let blooms = None;
         let now = format_timestamp_micros(super::now_micros());
         let tx = self.fast.transaction().map_err(|e| classify_fast("", e))?;
-        let written = write(&tx, host, batches, bloom, &now).map_err(|e| classify_fast("", e));
+        let written = write(&tx, host, batches, blooms, &now).map_err(|e| classify_fast("", e));
         tx.rollback().map_err(|e| classify_fast("", e))?;
         written
     }
@@ -276,7 +276,7 @@ fn write(
     tx: &rusqlite::Transaction<'_>,
     host: &str,
     batches: &[RecordBatch],
-    bloom: Option<&Bloom>,
+    blooms: Option<&[Bloom]>,
     now: &str,
 ) -> rusqlite::Result<()> {
     let mut events = tx.prepare_cached(
@@ -288,9 +288,8 @@ fn write(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     let mut ts = String::new();
-    // The ids the rows got: the range of their search block.
-    let mut ids: Option<(i64, i64)> = None;
-    let mut rows = 0i64;
+    // The ids the rows got, per run of BLOCK_ROWS rows: the ranges of their search blocks.
+    let mut chunks: Vec<(i64, i64, i64)> = Vec::new();
     for batch in batches {
         let source = &*batch.position.file.source;
         let file_id = batch.position.file.id;
@@ -312,8 +311,13 @@ fn write(
                 now,
             ])?;
             let id = tx.last_insert_rowid();
-            ids = Some((ids.map_or(id, |(first, _)| first), id));
-            rows += 1;
+            match chunks.last_mut() {
+                Some((_, last, rows)) if (*rows as usize) < BLOCK_ROWS => {
+                    *last = id;
+                    *rows += 1;
+                }
+                _ => chunks.push((id, id, 1)),
+            }
         }
         for d in &batch.dead_letters {
             dead.execute(rusqlite::params![
@@ -328,19 +332,19 @@ fn write(
             ])?;
         }
     }
-    if let Some((first, last)) = ids {
-        tx.prepare_cached(
-            "INSERT INTO search_blocks (host, first_id, last_id, ingested_at, rows, bits, bloom) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(rusqlite::params![
+    let mut block = tx.prepare_cached(
+        "INSERT INTO search_blocks (host, first_id, last_id, ingested_at, rows, bits, bloom) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for b in block_rows(&chunks, blooms) {
+        block.execute(rusqlite::params![
             host,
-            first,
-            last,
+            b.first_id,
+            b.last_id,
             now,
-            rows,
-            bloom.map_or(0, |b| b.bits() as i64),
-            bloom.map(Bloom::to_bytes),
+            b.rows,
+            b.bloom.map_or(0, |b| b.bits() as i64),
+            b.bloom.map(Bloom::to_bytes),
         ])?;
     }
     let mut position = tx.prepare_cached(

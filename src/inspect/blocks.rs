@@ -20,7 +20,7 @@ use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 
 use super::filter::{Dialect, Sql};
 use super::InspectError;
-use crate::search::bloom::{self, positions};
+use crate::search::bloom::{self, position};
 
 /// More candidate blocks than this: scan instead (the query would read most rows anyway, and
 /// an `OR` of thousands of ranges costs more to plan than it saves).
@@ -179,14 +179,13 @@ pub(crate) fn sqlite(path: &Path, needle: &str) -> Result<Candidates, InspectErr
                 ),
             };
             let mut all = true;
-            'grams: for &h in &hashes {
-                for p in positions(h, bits) {
-                    b.read_at_exact(&mut byte, (p / 8) as usize)
-                        .map_err(failed)?;
-                    if !bloom::Bloom::bit_in(&byte, p % 8) {
-                        all = false;
-                        break 'grams;
-                    }
+            for &h in &hashes {
+                let p = position(h, bits);
+                b.read_at_exact(&mut byte, (p / 8) as usize)
+                    .map_err(failed)?;
+                if !bloom::Bloom::bit_in(&byte, p % 8) {
+                    all = false;
+                    break;
                 }
             }
             all
@@ -240,14 +239,14 @@ pub(crate) fn pg(conn: &mut PgConnection, needle: &str) -> Result<Candidates, In
          (SELECT count(*) FROM search_blocks) AS of FROM search_blocks WHERE bloom IS NULL OR (true",
     );
     for &h in &hashes {
-        for p in [h >> 32, h & 0xffff_ffff] {
-            // The byte (1-based) and the bit of position p in a filter of `bits` bits.
-            sql.push(" AND get_bit(substring(bloom FROM ((")
-                .int(p as i64)
-                .push(" & (bits - 1)) >> 3)::int + 1 FOR 1), ((")
-                .int(p as i64)
-                .push(" & (bits - 1)) & 7)::int) = 1");
-        }
+        // The byte (1-based) and the bit of the gram's position in a filter of `bits` bits
+        // (at most 2^32: the hash's low half is enough).
+        let h = (h & 0xffff_ffff) as i64;
+        sql.push(" AND get_bit(substring(bloom FROM ((")
+            .int(h)
+            .push(" & (bits - 1)) >> 3)::int + 1 FOR 1), ((")
+            .int(h)
+            .push(" & (bits - 1)) & 7)::int) = 1");
     }
     sql.push(") LIMIT ").int(MAX_BLOCKS as i64 + 1);
     let rows: Vec<PgBlock> = sql.pg().load(conn)?;

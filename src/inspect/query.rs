@@ -163,8 +163,9 @@ pub fn query(config: &Config, options: &QueryOptions) -> Result<(), InspectError
 
 /// The newest events a common needle is first looked for in: about 20 ms of reading.
 const PROBE_ROWS: i64 = 20_000;
-/// More candidate blocks than this: look among the newest events first ([`PROBE_ROWS`]).
-const PROBE_BLOCKS: usize = 8;
+/// More candidate blocks than this (their rows several times the probe's): look among the
+/// newest events first ([`PROBE_ROWS`]).
+const PROBE_BLOCKS: usize = 4 * PROBE_ROWS as usize / crate::search::BLOCK_ROWS;
 
 /// Normalised filters: levels lower-cased, the limit checked.
 pub(crate) struct Filters {
@@ -294,9 +295,11 @@ impl Filters {
         if !applies {
             return None;
         }
-        let mut sql = Sql::new(dialect, select);
-        c.write(&mut sql, part, &GrepIndex::SCAN);
-        sql.push(" AND id IN (SELECT id FROM log_events WHERE ts IS NOT NULL");
+        // The window first (by the `ts` index), then the filters on its rows only.
+        let mut sql = Sql::new(
+            dialect,
+            "WITH recent AS MATERIALIZED (SELECT * FROM log_events WHERE ts IS NOT NULL",
+        );
         if let Some(t) = c.since {
             sql.push(" AND ts >= ").time(t);
         }
@@ -305,7 +308,9 @@ impl Filters {
         }
         sql.push(" ORDER BY ts DESC, id DESC LIMIT ")
             .int(PROBE_ROWS)
-            .push(")");
+            .push(") ")
+            .push(&select.replacen("FROM log_events", "FROM recent", 1));
+        c.write(&mut sql, part, &GrepIndex::SCAN);
         sql.push(self.order(part)).push(" LIMIT ").int(missing);
         Some(sql)
     }
@@ -331,8 +336,23 @@ impl Filters {
                     continue;
                 }
             }
-            let mut sql = Sql::new(dialect, select);
+            // With search blocks, their rows are read first, and only then sorted: ordered
+            // by time under a LIMIT, a planner would rather walk the `ts` index past them all.
+            let narrowed =
+                matches!(&index.blocks, Candidates::Spans { spans, .. } if !spans.is_empty());
+            let mut sql = Sql::new(
+                dialect,
+                if narrowed {
+                    "WITH hits AS MATERIALIZED ("
+                } else {
+                    ""
+                },
+            );
+            sql.push(select);
             self.conditions.write(&mut sql, part, index);
+            if narrowed {
+                sql.push(") SELECT * FROM hits");
+            }
             sql.push(self.order(part)).push(" LIMIT ").int(missing);
             rows.extend(load(&sql)?);
         }

@@ -7,28 +7,27 @@
 //! text's projection. It also makes the index blind to what PostgreSQL changes when it stores
 //! an object as `jsonb` (spaces, escapes), so the same filter serves both backends.
 //!
-//! **The grams** are the 3-byte and 5-byte windows of a projection (not across the message and
-//! the line). Trigrams let a needle of 3 characters use the index; 5-grams make hexadecimal
-//! identifiers selective (a block of a few thousand UUIDs holds nearly every hexadecimal
-//! trigram, but few of the million 5-grams).
+//! **The grams** are the 4-byte windows of a projection. Four, not three: a block of a thousand
+//! lines with hexadecimal identifiers holds nearly all 4,096 hexadecimal trigrams, but a fifth
+//! of the 65,536 4-grams, so an identifier of 16 digits is told apart from its neighbours.
+//! A needle with fewer than 4 letters and digits is found by scanning.
 //!
-//! **The filter** sets two bits per gram, both from one 64-bit hash: its high and low halves,
-//! each taken modulo the filter's size (a power of two). It is built at [`BUILD_BITS`] and then
-//! *folded* (its two halves OR-ed together, which keeps "modulo a power of two") while it stays
-//! sparse enough ([`MAX_FILL`]): a commit of ten lines stores a few hundred bytes, one of 5,000
-//! lines a few hundred kilobytes.
+//! **The filter** sets one bit per gram: its 64-bit hash modulo the filter's size (a power of
+//! two). It is built at [`BUILD_BITS`] and then *folded* (its two halves OR-ed together, which
+//! keeps "modulo a power of two") while it stays sparse enough ([`MAX_FILL`]): a block of ten
+//! lines stores a few hundred bytes, one of [`super::BLOCK_ROWS`] lines a few kilobytes.
 
-/// Bits of a filter while it is built (256 KiB).
-pub const BUILD_BITS: usize = 1 << 21;
+/// Bits of a filter while it is built (128 KiB).
+pub const BUILD_BITS: usize = 1 << 20;
 /// The smallest stored filter, in bits.
 pub const MIN_BITS: usize = 1 << 10;
 /// Folding stops before the share of set bits would pass this: a gram absent from the block
-/// then passes the test with a probability of about `MAX_FILL²` (two bits).
-pub const MAX_FILL: f64 = 0.25;
+/// then passes the test with about this probability, and a needle of `n` grams with about its
+/// `n`th power.
+pub const MAX_FILL: f64 = 0.35;
 
 /// The shortest projected needle the index can serve: shorter ones are found by scanning.
-pub const MIN_GRAM: usize = 3;
-const LONG_GRAM: usize = 5;
+pub const MIN_GRAM: usize = 4;
 
 /// A bloom filter of `words.len() * 64` bits (a power of two).
 #[derive(Clone, PartialEq, Eq)]
@@ -68,11 +67,8 @@ impl Bloom {
     }
 
     fn set(&mut self, hash: u64) {
-        let mask = self.bits() as u64 - 1;
-        for p in [hash >> 32, hash & 0xffff_ffff] {
-            let p = p & mask;
-            self.words[(p / 64) as usize] |= 1 << (p % 64);
-        }
+        let p = hash & (self.bits() as u64 - 1);
+        self.words[(p / 64) as usize] |= 1 << (p % 64);
     }
 
     /// Adds the grams of `text` as it is (a message: already decoded).
@@ -143,32 +139,27 @@ pub fn needle_hashes(needle: &str) -> Option<Vec<u64>> {
             hashes.push(h);
         }
     });
-    // The rarest grams are unknown; the long ones are the likelier to be absent: test them first.
-    hashes.reverse();
     Some(hashes)
 }
 
-/// The two bit positions of a gram's hash in a filter of `bits` bits.
-pub fn positions(hash: u64, bits: u64) -> [u64; 2] {
-    let mask = bits - 1;
-    [(hash >> 32) & mask, hash & 0xffff_ffff & mask]
+/// The bit of a gram's hash in a filter of `bits` bits (a power of two).
+pub fn position(hash: u64, bits: u64) -> u64 {
+    hash & (bits - 1)
 }
 
 /// Whether a filter (stored bytes of `bits` bits) may hold every gram.
 pub fn may_hold(bytes: &[u8], bits: u64, hashes: &[u64]) -> bool {
     hashes
         .iter()
-        .all(|&h| positions(h, bits).iter().all(|&p| Bloom::bit_in(bytes, p)))
+        .all(|&h| Bloom::bit_in(bytes, position(h, bits)))
 }
 
 fn for_each_gram(p: &[u8], mut f: impl FnMut(u64)) {
-    for (n, tag) in [(MIN_GRAM, 3u64 << 56), (LONG_GRAM, 5u64 << 56)] {
-        for w in p.windows(n) {
-            let mut g = 0u64;
-            for &b in w {
-                g = (g << 8) | u64::from(b);
-            }
-            f(mix(g | tag));
+    let mut window = 0u32;
+    for (i, &b) in p.iter().enumerate() {
+        window = (window << 8) | u32::from(b);
+        if i + 1 >= MIN_GRAM {
+            f(mix(u64::from(window)));
         }
     }
 }
@@ -283,7 +274,7 @@ mod tests {
 
     #[test]
     fn a_filter_of_many_rows_rejects_what_they_do_not_hold() {
-        let rows: Vec<String> = (0..5000)
+        let rows: Vec<String> = (0..super::super::BLOCK_ROWS as u64)
             .map(|i| {
                 format!(
                     r#"{{"msg":"request {i} served","trace":"{:016x}{:016x}"}}"#,
@@ -294,10 +285,10 @@ mod tests {
             .collect();
         let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
         let b = bloom_of(&refs);
-        assert!(b.bits() < BUILD_BITS, "folded: {b:?}");
+        assert!(b.bits() <= BUILD_BITS, "folded: {b:?}");
         assert!(b.fill() <= MAX_FILL, "{b:?}");
-        assert!(holds(&b, &format!("{:016x}", mix(4242))));
-        // Hexadecimal identifiers that are not there: almost every trigram is, few 5-grams.
+        assert!(holds(&b, &format!("{:016x}", mix(500))));
+        // Hexadecimal identifiers that are not there: most of their 4-grams are not either.
         let absent = (0..200u64)
             .filter(|i| !holds(&b, &format!("{:016x}", mix(1_000_000 + i))))
             .count();
@@ -324,10 +315,10 @@ mod tests {
 
     #[test]
     fn short_needles_cannot_use_the_index() {
-        assert!(needle_hashes("ab").is_none());
-        assert!(needle_hashes("a-b").is_none());
+        assert!(needle_hashes("abc").is_none());
+        assert!(needle_hashes("a-b-c").is_none());
         assert!(needle_hashes(" : ").is_none());
-        assert_eq!(needle_hashes("abc").map(|h| h.len()), Some(1));
-        assert_eq!(needle_hashes("abcde").map(|h| h.len()), Some(4));
+        assert_eq!(needle_hashes("abcd").map(|h| h.len()), Some(1));
+        assert_eq!(needle_hashes("ab-cdef").map(|h| h.len()), Some(3));
     }
 }

@@ -23,30 +23,95 @@ pub fn needle_fits(needle: &str, reordered: bool) -> bool {
     !(reordered && needle.contains([',', '{', '}'])) && bloom::needle_hashes(needle).is_some()
 }
 
-/// The filter of a commit's rows, built as batches arrive.
+/// The rows of one block: a commit's rows are cut into blocks of this many, in the order they
+/// are inserted (block `i` holds rows `i * BLOCK_ROWS ..`). Smaller blocks narrow a search
+/// down further; each costs a filter to store and to test.
+pub const BLOCK_ROWS: usize = 1024;
+
+/// The filters of a commit's blocks, built as its batches arrive.
 #[derive(Debug, Default)]
 pub struct BlockBuilder {
-    bloom: Option<Box<Bloom>>,
+    done: Vec<Bloom>,
+    open: Option<(Box<Bloom>, usize)>,
     scratch: Vec<u8>,
 }
 
 impl BlockBuilder {
-    /// Adds the rows of `batch`.
+    /// Adds the rows of `batch` (the batches of a commit in the order they are committed).
     pub fn add(&mut self, batch: &crate::record::RecordBatch) {
-        if batch.records.is_empty() {
-            return;
-        }
-        let bloom = self.bloom.get_or_insert_with(Box::default);
         for r in &batch.records {
+            let (bloom, rows) = match &mut self.open {
+                Some((_, rows)) if *rows == BLOCK_ROWS => {
+                    if let Some((full, _)) = self.open.take() {
+                        self.done.push(full.fold());
+                    }
+                    self.open.insert((Box::default(), 0))
+                }
+                Some(open) => open,
+                None => self.open.insert((Box::default(), 0)),
+            };
+            let line = batch.bytes(&r.line);
+            bloom.add_line(line, &mut self.scratch);
+            // The message is usually part of the line (as written, or once decoded).
             if let Some(m) = &r.message {
-                bloom.add_text(m.get(&batch.buf).as_bytes(), &mut self.scratch);
+                let m = m.get(&batch.buf).as_bytes();
+                if memchr::memmem::find(line, m).is_none() {
+                    bloom.add_text(m, &mut self.scratch);
+                }
             }
-            bloom.add_line(batch.bytes(&r.line), &mut self.scratch);
+            *rows += 1;
         }
     }
 
-    /// The filter of everything added since the last call (folded), if anything was.
-    pub fn take(&mut self) -> Option<Bloom> {
-        self.bloom.take().map(|b| b.fold())
+    /// The filters of the blocks of everything added since the last call, in order.
+    pub fn take(&mut self) -> Vec<Bloom> {
+        if let Some((open, _)) = self.open.take() {
+            self.done.push(open.fold());
+        }
+        std::mem::take(&mut self.done)
+    }
+}
+
+/// One `search_blocks` row to write.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockRow<'a> {
+    pub first_id: i64,
+    pub last_id: i64,
+    pub rows: i64,
+    /// `None`: the block may hold anything.
+    pub bloom: Option<&'a Bloom>,
+}
+
+/// The blocks of a commit whose rows got the ids `chunks` (`(first, last, rows)` of each run of
+/// [`BLOCK_ROWS`] rows, in order), with their `blooms` — or, when there are none or they do not
+/// fit the chunks (a row was taken out after they were built), one block without a filter.
+pub fn block_rows<'a>(
+    chunks: &[(i64, i64, i64)],
+    blooms: Option<&'a [Bloom]>,
+) -> Vec<BlockRow<'a>> {
+    match blooms {
+        Some(blooms) if blooms.len() == chunks.len() => chunks
+            .iter()
+            .zip(blooms)
+            .map(|(&(first_id, last_id, rows), bloom)| BlockRow {
+                first_id,
+                last_id,
+                rows,
+                bloom: Some(bloom),
+            })
+            .collect(),
+        _ => {
+            let first = chunks.iter().map(|c| c.0).min();
+            let last = chunks.iter().map(|c| c.1).max();
+            match (first, last) {
+                (Some(first_id), Some(last_id)) => vec![BlockRow {
+                    first_id,
+                    last_id,
+                    rows: chunks.iter().map(|c| c.2).sum(),
+                    bloom: None,
+                }],
+                _ => Vec::new(),
+            }
+        }
     }
 }
