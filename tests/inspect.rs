@@ -26,17 +26,22 @@ const TRICKY: &str = r#"it's 100%_done"; DROP TABLE log_events; --"#;
 // Running the commands
 // ---------------------------------------------------------------------------------------------
 
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs `logbelt ARGS --config <env's config>`; waits (under the deadline) and returns the exit
 /// code, stdout and stderr.
-fn logbelt(env: &TestEnv, args: &[&str]) -> Output {
+pub(crate) fn logbelt(env: &TestEnv, args: &[&str]) -> Output {
+    logbelt_with(env, args, &[])
+}
+
+/// [`logbelt`] with more environment variables.
+pub(crate) fn logbelt_with(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> Output {
     let n = RUNS.fetch_add(1, Ordering::SeqCst);
     let dir = env.dir.path();
     let out_path = dir.join(format!("inspect-{n}.stdout"));
@@ -45,6 +50,7 @@ fn logbelt(env: &TestEnv, args: &[&str]) -> Output {
     cmd.args(args)
         .arg("--config")
         .arg(env.config_path())
+        .envs(vars.iter().copied())
         .stdout(File::create(&out_path).unwrap());
     let mut child = cmd.spawn().expect("spawn logbelt");
     let start = Instant::now();

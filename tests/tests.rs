@@ -68,6 +68,7 @@ mod restart;
 mod retention;
 mod rotation;
 mod search;
+mod search_blocks;
 mod shutdown;
 mod splitter_props;
 #[cfg(feature = "fault-injection")]

@@ -101,6 +101,15 @@ fn hashes(needle: &str, reordered: bool) -> Option<Vec<u64>> {
 }
 
 fn narrowed(spans: Vec<Span>, of: usize) -> Candidates {
+    tracing::debug!(
+        "Search blocks: {} of {of} may hold the needle{}.",
+        spans.len(),
+        if spans.len() > MAX_BLOCKS {
+            "; scanning instead"
+        } else {
+            ""
+        }
+    );
     if spans.len() > MAX_BLOCKS {
         Candidates::Scan
     } else {
@@ -192,9 +201,6 @@ pub(crate) fn sqlite(path: &Path, needle: &str) -> Result<Candidates, InspectErr
         };
         if holds {
             spans.push(span);
-            if spans.len() > MAX_BLOCKS {
-                return Ok(Candidates::Scan);
-            }
         }
     }
     Ok(narrowed(spans, of))

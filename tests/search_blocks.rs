@@ -1,0 +1,167 @@
+//! The search blocks (README, "Searching"): a rare needle reads only the blocks that may hold
+//! it; `[search] index = false` writes blocks that may hold anything; and over the real JSON
+//! corpus (`tests/data/corpus`), needles cut from its lines — raw text, decoded strings, other
+//! case, escapes — find through the blocks exactly the rows a scan finds.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::inspect::{logbelt_with, ok};
+use crate::util::{append_lines, Backend, TestEnv};
+
+/// `query --json --limit 100000 ARGS`: the ids found, in order.
+fn ids(env: &TestEnv, args: &[&str]) -> Vec<i64> {
+    let mut all = vec!["query", "--json", "--limit", "100000"];
+    all.extend_from_slice(args);
+    ok(env, &all)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            v["id"].as_i64().unwrap()
+        })
+        .collect()
+}
+
+/// `(blocks that may hold the needle, blocks)` as `query --grep NEEDLE` reports them (debug).
+fn blocks_read(env: &TestEnv, needle: &str) -> (usize, usize) {
+    let out = logbelt_with(
+        env,
+        &["query", "--grep", needle],
+        &[("RUST_LOG", "logbelt=debug")],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("Search blocks: "))
+        .unwrap_or_else(|| panic!("no search-blocks line:\n{}", out.stderr));
+    let rest = &line[line.find("Search blocks: ").unwrap() + "Search blocks: ".len()..];
+    let mut words = rest.split_whitespace();
+    let n = words.next().unwrap().parse().unwrap();
+    assert_eq!(words.next(), Some("of"), "{line}");
+    let of = words.next().unwrap().parse().unwrap();
+    (n, of)
+}
+
+/// Lines with a trace id each (hexadecimal, as in real logs) and a rare token in one.
+fn traced_lines(n: usize, rare_at: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let trace = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let extra = if i == rare_at { " quasar-9931" } else { "" };
+            format!(r#"{{"msg":"request {i} served{extra}","trace":"{trace:016x}"}}"#)
+        })
+        .collect()
+}
+
+both_backends!(a_rare_needle_reads_only_its_block);
+fn a_rare_needle_reads_only_its_block(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    let lines = traced_lines(3000, 2345);
+    append_lines(&env.log("a.jsonl"), &lines);
+    let mut config = env.config();
+    config.batch_rows = 100;
+    config.write(&env);
+    env.run_once();
+
+    let (n, of) = blocks_read(&env, "QUASAR-9931");
+    assert!(of >= 30, "{of} blocks for 3000 rows in commits of 100");
+    assert!(n <= 2, "{n} of {of} blocks read for a needle in one line");
+    let found = ids(&env, &["--grep", "QUASAR-9931"]);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found, ids(&env, &["--grep", "QUASAR-9931", "--scan"]));
+    // A trace id of another line: its block, not all of them.
+    let trace = format!("{:016x}", 1001u64.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let (n, _) = blocks_read(&env, &trace);
+    assert!(n <= 2, "{n} blocks read for one trace id");
+    assert_eq!(ids(&env, &["--grep", &trace]).len(), 1);
+    // Absent: no block, no row.
+    assert_eq!(blocks_read(&env, "not-in-any-line").0, 0);
+    assert!(ids(&env, &["--grep", "not-in-any-line"]).is_empty());
+}
+
+both_backends!(without_the_index_every_block_may_hold_anything);
+fn without_the_index_every_block_may_hold_anything(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    append_lines(&env.log("a.jsonl"), &traced_lines(500, 250));
+    let mut config = env.config();
+    config.batch_rows = 100;
+    let toml = config.to_toml() + "\n[search]\nindex = false\n";
+    std::fs::write(env.config_path(), toml).unwrap();
+    env.run_once();
+    let (n, of) = blocks_read(&env, "quasar-9931");
+    assert!(of >= 5, "{of} blocks");
+    assert_eq!(n, of, "a block without a filter may hold anything");
+    assert_eq!(ids(&env, &["--grep", "quasar-9931"]).len(), 1);
+}
+
+/// Needles cut from a line: pieces of its text as written and of its decoded string values, in
+/// other case too.
+fn needles_of(line: &str, i: usize, out: &mut BTreeSet<String>) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() > 12 {
+        let start = (i * 7) % (chars.len() - 8);
+        let len = 4 + i % 14;
+        let piece: String = chars[start..(start + len).min(chars.len())]
+            .iter()
+            .collect();
+        out.insert(piece.to_uppercase());
+        out.insert(piece);
+    }
+    if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(line) {
+        let strings: Vec<&str> = o
+            .values()
+            .filter_map(Value::as_str)
+            .filter(|s| s.chars().count() >= 6)
+            .collect();
+        if let Some(s) = strings.get(i % strings.len().max(1)) {
+            let chars: Vec<char> = s.chars().collect();
+            let start = (i * 3) % (chars.len() - 5);
+            let piece: String = chars[start..(start + 5 + i % 9).min(chars.len())]
+                .iter()
+                .collect();
+            out.insert(piece);
+        }
+    }
+}
+
+both_backends!(corpus_needles_find_the_same_rows_through_the_blocks_as_by_scanning);
+fn corpus_needles_find_the_same_rows_through_the_blocks_as_by_scanning(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus");
+    let mut needles = BTreeSet::new();
+    let mut files: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    for src in &files {
+        std::fs::copy(src, env.path("logs").join(src.file_name().unwrap())).unwrap();
+        let text = String::from_utf8_lossy(&std::fs::read(src).unwrap()).into_owned();
+        for (i, line) in text.lines().enumerate().filter(|(i, _)| i % 11 == 5) {
+            needles_of(line, i, &mut needles);
+        }
+    }
+    // Escapes and decoded forms the corpus holds.
+    needles.extend(["\\u00e9", "é", "\\\"", "\\n", "GET /", "null"].map(String::from));
+    let mut config = env.config();
+    config.batch_rows = 300;
+    config.write(&env);
+    env.run_once();
+    let mut narrowed = 0;
+    for needle in &needles {
+        let indexed = ids(&env, &["--grep", needle]);
+        let scanned = ids(&env, &["--grep", needle, "--scan"]);
+        assert_eq!(
+            indexed, scanned,
+            "--grep {needle:?}: blocks and scan differ"
+        );
+        if indexed.len() < 5 {
+            narrowed += 1;
+        }
+    }
+    assert!(needles.len() >= 100, "{} needles", needles.len());
+    eprintln!("{} needles, {narrowed} of them rare", needles.len());
+}
