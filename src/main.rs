@@ -81,9 +81,9 @@ struct QueryArgs {
     #[arg(long, value_name = "LEVEL[,LEVEL...]", value_delimiter = ',')]
     level: Vec<String>,
     /// Only events whose message or JSON text contains TEXT (case-insensitive, literal).
-    /// TEXT of 3 characters or more is looked up in the search index when the database has
-    /// one; otherwise, and for shorter TEXT, it is found by scanning the events the other
-    /// filters leave (give --since, --level… to bound it).
+    /// TEXT with 4 or more ASCII letters and digits reads only the search blocks that may
+    /// hold it; shorter TEXT (and, on PostgreSQL, TEXT with `,`, `{` or `}`) is found by
+    /// scanning the events the other filters leave (give --since, --level… to bound it).
     #[arg(long, value_name = "TEXT")]
     grep: Option<String>,
     /// Only events whose object has VALUE at KEY (repeatable). KEY is a dotted path
@@ -122,7 +122,7 @@ struct QueryArgs {
     /// without one are counted under `-`.
     #[arg(long, value_enum, requires = "count")]
     bucket: Option<logbelt::inspect::count::Bucket>,
-    /// Do not use the search index: scan (same results; for comparison).
+    /// Do not use the search blocks: scan (same results; for comparison).
     #[arg(long)]
     scan: bool,
     /// Print JSON lines: {"ts", "level", "message", "source", "host", "file_id",

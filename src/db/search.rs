@@ -1,19 +1,17 @@
-//! The search indexes of `logbelt query` (README, "Search").
+//! PostgreSQL's optional search indexes (README, "Searching"); the default index, the search
+//! blocks of both backends, is [`crate::search`].
 //!
-//! - **SQLite**: an FTS5 trigram index, `log_events_fts`, created by the migration
-//!   `2026-11-29-000000_search` and kept in step by triggers in the same transaction as the rows
-//!   (nothing to do here).
-//! - **PostgreSQL**: two GIN indexes on the partitioned `log_events` (each partition gets its
-//!   own, also the ones retention creates later), made by [`prepare_pg`] when the writer side
-//!   opens the database, not by a migration: `CREATE EXTENSION pg_trgm` and `CREATE INDEX` need
-//!   rights (CREATE on the database, owning the table) that a least-privilege role lacks, and
-//!   logbelt must run without them.
-//!   - [`PG_SEARCH_INDEX`]: `pg_trgm` over [`PG_SEARCH_EXPR`] (message and object text), used
-//!     by `--grep` (`ILIKE` on the same expression);
-//!   - [`PG_FIELDS_INDEX`]: `jsonb_path_ops` over `fields`, used by `--field` (`@>`).
+//! Two GIN indexes on the partitioned `log_events` (each partition gets its own, also the ones
+//! retention creates later), made by [`prepare_pg`] when the writer side opens the database,
+//! not by a migration: `CREATE EXTENSION pg_trgm` and `CREATE INDEX` need rights (CREATE on the
+//! database, owning the table) that a least-privilege role lacks, and logbelt must run without
+//! them.
+//! - [`PG_SEARCH_INDEX`]: `pg_trgm` over [`PG_SEARCH_EXPR`] (message and object text), used by
+//!   `--grep` (`ILIKE` on the same expression);
+//! - [`PG_FIELDS_INDEX`]: `jsonb_path_ops` over `fields`, used by `--field` (`@>`).
 //!
-//!   Without them `query` scans; logbelt says once, in one line, what a DBA must run. They are
-//!   made only when asked for ([`INDEX_ENV`]): they cost most of the ingest rate.
+//! Without them `query` scans; logbelt says once, in one line, what a DBA must run. They are
+//! made only when asked for ([`INDEX_ENV`]): they cost most of the ingest rate.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
