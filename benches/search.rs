@@ -337,7 +337,7 @@ fn timed(runs: usize, mut cmd: impl FnMut() -> Command) -> (Duration, String) {
     (times[times.len() / 2], last)
 }
 
-fn query(config: &Path, args: &[&str]) -> Command {
+fn query(config: &Path, args: &[String]) -> Command {
     let mut c = Command::new(LOGBELT);
     c.arg("query").arg("--config").arg(config).args(args);
     c
@@ -358,38 +358,41 @@ fn mib(b: u64) -> String {
 
 struct Queries {
     name: &'static str,
-    args: Vec<&'static str>,
+    args: Vec<String>,
     /// The same question to grep, when it has one: (pattern, ignore case).
     grep: Option<(&'static str, bool)>,
 }
 
-fn queries() -> Vec<Queries> {
+/// The queries; `since`: the time an hour before the run started (one instant for every
+/// query, so that repeated runs and both databases are asked the same question).
+fn queries(since: &str) -> Vec<Queries> {
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     vec![
         Queries {
             name: "rare token: `--grep xylophone-7741`",
-            args: vec!["--grep", RARE],
+            args: args(&["--grep", RARE]),
             grep: Some((RARE, true)),
         },
         Queries {
             name: "common token: `--grep 'timed out' --limit 100`",
-            args: vec!["--grep", COMMON, "--limit", "100"],
+            args: args(&["--grep", COMMON, "--limit", "100"]),
             grep: Some((COMMON, true)),
         },
         Queries {
             name: "`--field http.status=500 --since 1h`",
-            args: vec![
+            args: args(&[
                 "--field",
                 "http.status=500",
                 "--since",
-                "1h",
+                since,
                 "--limit",
                 "100000",
-            ],
+            ]),
             grep: Some(("\"status\":500", false)),
         },
         Queries {
             name: "`--count --by level --bucket 1h`",
-            args: vec!["--count", "--by", "level", "--bucket", "1h"],
+            args: args(&["--count", "--by", "level", "--bucket", "1h"]),
             grep: None,
         },
     ]
@@ -397,6 +400,8 @@ fn queries() -> Vec<Queries> {
 
 fn main() {
     let o = options();
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let work = tempfile::Builder::new()
         .prefix("logbelt-search-bench-")
         .tempdir()
@@ -418,7 +423,7 @@ fn main() {
 
     // grep over the raw files (the page cache is warm for both sides: the files were just
     // written, the databases just filled).
-    let grep_times: Vec<Option<(Duration, Option<Duration>, String)>> = queries()
+    let grep_times: Vec<Option<(Duration, Option<Duration>, String)>> = queries(&since)
         .iter()
         .map(|q| {
             q.grep.map(|(pat, icase)| {
@@ -480,8 +485,10 @@ fn main() {
     }
 
     let mut ingest_rows = Vec::new();
-    let mut query_rows: Vec<Vec<String>> =
-        queries().iter().map(|q| vec![q.name.to_owned()]).collect();
+    let mut query_rows: Vec<Vec<String>> = queries(&since)
+        .iter()
+        .map(|q| vec![q.name.to_owned()])
+        .collect();
     let mut headers = vec!["query".to_owned()];
     for (name, indexed, scan, _) in &backends {
         let cfg = |db: &Db, label: &str, include: &str, index: bool| {
@@ -515,7 +522,7 @@ fn main() {
         headers.push(format!("{name} without index"));
         let idx_cfg = dir.join(format!("{name}-indexed.toml"));
         let scan_cfg = dir.join(format!("{name}-scan.toml"));
-        for (qi, q) in queries().iter().enumerate() {
+        for (qi, q) in queries(&since).iter().enumerate() {
             progress(&format!("{name}: {}", q.name));
             let (ti, out_i) = timed(o.runs, || query(&idx_cfg, &q.args));
             let (ts, out_s) = timed(o.runs, || query(&scan_cfg, &q.args));

@@ -165,3 +165,93 @@ fn corpus_needles_find_the_same_rows_through_the_blocks_as_by_scanning(b: Backen
     assert!(needles.len() >= 100, "{} needles", needles.len());
     eprintln!("{} needles, {narrowed} of them rare", needles.len());
 }
+
+/// `logbelt query --count ARGS` (JSON lines) and the debug line saying how it counted.
+fn counted(env: &TestEnv, args: &[&str]) -> (String, String) {
+    let mut all = vec!["query", "--count", "--json"];
+    all.extend_from_slice(args);
+    let out = logbelt_with(env, &all, &[("RUST_LOG", "logbelt=debug")]);
+    assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
+    let how = out
+        .stderr
+        .lines()
+        .find_map(|l| l.split_once("Counts: ").map(|(_, how)| how.to_owned()))
+        .unwrap_or_default();
+    (out.stdout, how)
+}
+
+both_backends!(counts_from_the_blocks_equal_the_rows_counted);
+fn counts_from_the_blocks_equal_the_rows_counted(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    // Three hours of lines every 7 s, levels in turn, every 13th without a level, every 29th
+    // without a time.
+    let start = 1_764_061_200i64;
+    let levels = ["info", "warn", "error", "debug"];
+    let lines: Vec<String> = (0..1500)
+        .map(|i| {
+            let mut o = serde_json::Map::new();
+            o.insert("msg".into(), format!("event {i}").into());
+            if i % 29 != 0 {
+                let t = chrono::DateTime::from_timestamp(start + i * 7, 0).unwrap();
+                o.insert("ts".into(), t.to_rfc3339().into());
+            }
+            if i % 13 != 0 {
+                o.insert("level".into(), levels[i as usize % 4].into());
+            }
+            Value::Object(o).to_string()
+        })
+        .collect();
+    append_lines(&env.log("a.jsonl"), &lines);
+    let mut config = env.config();
+    config.batch_rows = 100;
+    config.write(&env);
+    env.run_once();
+
+    let at = |secs: i64| {
+        chrono::DateTime::from_timestamp(start + secs, 0)
+            .unwrap()
+            .to_rfc3339()
+    };
+    // Edges inside a minute and on one.
+    let (mid_since, mid_until) = (at(1234), at(7777));
+    let (on_since, on_until) = (at(1200), at(7800));
+    let cases: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["--by", "level"],
+        vec!["--by", "level", "--bucket", "1h"],
+        vec!["--by", "source", "--bucket", "1m"],
+        vec!["--by", "host", "--bucket", "1d"],
+        vec![
+            "--since", &mid_since, "--until", &mid_until, "--by", "level", "--bucket", "1m",
+        ],
+        vec!["--since", &on_since, "--until", &on_until, "--bucket", "1h"],
+        vec!["--since", &mid_since, "--bucket", "1h"],
+        vec!["--until", &mid_until, "--by", "level"],
+        vec!["--level", "error,warn", "--bucket", "1h"],
+        vec!["--source", "app", "--host", "test-host", "--by", "level"],
+        vec!["--host", "another-host"],
+    ];
+    let compare = |why: &str| {
+        for args in &cases {
+            let (blocks, how) = counted(&env, args);
+            let mut scan_args = args.clone();
+            scan_args.push("--scan");
+            let (rows, _) = counted(&env, &scan_args);
+            assert_eq!(blocks, rows, "{why}: --count {args:?}");
+            assert!(
+                !how.is_empty(),
+                "{why}: --count {args:?} did not use the blocks"
+            );
+        }
+    };
+    compare("all blocks counted");
+    let (total, how) = counted(&env, &[]);
+    assert_eq!(total.trim(), r#"{"count":1500}"#);
+    assert!(how.ends_with(" 0 by their rows."), "{how}");
+    // As retention leaves blocks whose rows it is removing: counted by reading their rows.
+    env.db
+        .execute("UPDATE search_blocks SET counts = NULL WHERE id % 3 = 0");
+    compare("a third of the blocks without counts");
+    let (_, how) = counted(&env, &[]);
+    assert!(!how.ends_with(" 0 by their rows."), "{how}");
+}

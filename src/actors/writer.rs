@@ -20,7 +20,7 @@ use crate::db::{Cause, DbError, Store};
 use crate::messages::{Flush, Records, StageGone};
 use crate::metrics;
 use crate::record::{DeadLetter, DeadLetterReason, Record, RecordBatch};
-use crate::search::{BlockBuilder, Bloom};
+use crate::search::{Block, BlockBuilder};
 
 /// How the committer retries transient database errors.
 #[derive(Debug, Clone)]
@@ -31,9 +31,9 @@ pub struct RetryPolicy {
 
 /// Work for the committer.
 pub enum CommitJob {
-    /// Commit these batches in one transaction, with the filters of their search blocks (none
-    /// when the index is off: [`crate::search`]).
-    Commit(Vec<RecordBatch>, Option<Vec<Bloom>>),
+    /// Commit these batches in one transaction, with their search blocks
+    /// ([`crate::search`]).
+    Commit(Vec<RecordBatch>, Vec<Block>),
     /// Answer once every earlier job is done: `Ok` if all committed.
     Sync(oneshot::Sender<Result<(), StageGone>>),
 }
@@ -50,9 +50,8 @@ pub struct Writer {
     /// to the same committer (by its id), so its batches commit in order. Dropped when the actor
     /// stops: the committers then finish what they hold and end.
     committers: Vec<mpsc::Sender<CommitJob>>,
-    /// The search filters of the pending transaction, one per committer; `None`: the index is
-    /// off (`[search] index = false`).
-    blocks: Option<Vec<BlockBuilder>>,
+    /// The search blocks of the pending transaction, one builder per committer.
+    blocks: Vec<BlockBuilder>,
     guard: StageGuard,
 }
 
@@ -64,11 +63,9 @@ impl Writer {
         index: bool,
         guard: StageGuard,
     ) -> Self {
-        let blocks = index.then(|| {
-            (0..committers.len().max(1))
-                .map(|_| BlockBuilder::default())
-                .collect()
-        });
+        let blocks = (0..committers.len().max(1))
+            .map(|_| BlockBuilder::new(index))
+            .collect();
         Writer {
             batch_rows,
             flush_interval,
@@ -99,16 +96,13 @@ impl Writer {
         for batch in std::mem::take(&mut self.pending) {
             jobs[self.committer_of(&batch)].push(batch);
         }
-        let blooms: Vec<Option<Vec<Bloom>>> = match &mut self.blocks {
-            Some(blocks) => blocks.iter_mut().map(|b| Some(b.take())).collect(),
-            None => (0..n).map(|_| None).collect(),
-        };
+        let blocks: Vec<Vec<Block>> = self.blocks.iter_mut().map(BlockBuilder::take).collect();
         let committers = self.committers.clone();
         let sends = async move {
-            for ((committer, job), bloom) in committers.iter().zip(jobs).zip(blooms) {
+            for ((committer, job), blocks) in committers.iter().zip(jobs).zip(blocks) {
                 if !job.is_empty() {
                     committer
-                        .send(CommitJob::Commit(job, bloom))
+                        .send(CommitJob::Commit(job, blocks))
                         .await
                         .map_err(|_| ())?;
                 }
@@ -151,7 +145,7 @@ impl Handler<Records> for Writer {
         }
         self.pending_rows += rows;
         let slot = self.committer_of(&batch);
-        if let Some(block) = self.blocks.as_mut().and_then(|b| b.get_mut(slot)) {
+        if let Some(block) = self.blocks.get_mut(slot) {
             block.add(&batch);
         }
         self.pending.push(batch);
@@ -229,7 +223,7 @@ pub async fn run_committer(
                 });
             }
             CommitJob::Commit(..) if failed.is_some() => {}
-            CommitJob::Commit(mut batches, blooms) => {
+            CommitJob::Commit(mut batches, blocks) => {
                 let (host, retry, cancel) = (host.clone(), retry.clone(), cancel.clone());
                 let alive = alive.clone();
                 let mut held = outage.take();
@@ -240,7 +234,7 @@ pub async fn run_committer(
                         &mut *store,
                         &host,
                         &mut batches,
-                        blooms.as_deref(),
+                        Some(&blocks),
                         Retries {
                             policy: &retry,
                             cancel: &cancel,
@@ -427,7 +421,7 @@ fn commit_with_retry(
     store: &mut dyn Store,
     host: &str,
     batches: &mut [RecordBatch],
-    mut blooms: Option<&[Bloom]>,
+    mut blocks: Option<&[Block]>,
     retries: Retries<'_>,
     watch: &metrics::CommitWatch,
     outage: &mut Option<Outage>,
@@ -457,7 +451,7 @@ fn commit_with_retry(
         let failed = if let Some(e) = unreachable.take() {
             e
         } else {
-            match store.commit(host, batches, blooms) {
+            match store.commit(host, batches, blocks) {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             }
@@ -473,8 +467,8 @@ fn commit_with_retry(
                 Ok(Some((b, r, why))) => {
                     let batch = &mut batches[b];
                     let record = batch.records.remove(r);
-                    // The rows after it move up a place: the filters no longer fit the blocks.
-                    blooms = None;
+                    // The rows after it move up a place: the blocks built no longer fit.
+                    blocks = None;
                     tracing::warn!(offset = record.offset, reason = %why, "The database refuses a line; storing it as a dead letter.");
                     batch.dead_letters.push(DeadLetter {
                         offset: record.offset,

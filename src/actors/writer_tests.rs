@@ -92,7 +92,7 @@ impl Store for FakeStore {
         &mut self,
         _host: &str,
         batches: &[RecordBatch],
-        _bloom: Option<&[crate::search::Bloom]>,
+        _bloom: Option<&[crate::search::Block]>,
     ) -> Result<(), DbError> {
         self.commits_tried += 1;
         let outcome = self.script.pop_front().unwrap_or(Outcome::Commits);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::{DbError, FileCheck, Store};
 use crate::record::RecordBatch;
 use crate::record::StoredPosition;
-use crate::search::Bloom;
+use crate::search::Block;
 
 /// Fails the next `left` commits (shared across restarts) with a permanent error; otherwise
 /// the inner store.
@@ -33,7 +33,7 @@ impl Store for FailingCommits {
         &mut self,
         host: &str,
         batches: &[RecordBatch],
-        blooms: Option<&[Bloom]>,
+        blocks: Option<&[Block]>,
     ) -> Result<(), DbError> {
         let fail = self
             .left
@@ -42,7 +42,7 @@ impl Store for FailingCommits {
         if fail {
             return Err(DbError::permanent("fault injection: commit fails"));
         }
-        self.inner.commit(host, batches, blooms)
+        self.inner.commit(host, batches, blocks)
     }
 
     fn probe(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {

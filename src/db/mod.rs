@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::record::StoredPosition;
 use crate::record::{FileIdentity, FilePosition, RecordBatch};
-use crate::search::Bloom;
+use crate::search::Block;
 
 /// Whether trying again can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +188,7 @@ pub trait Store: Send {
     fn load_positions(&mut self, host: &str) -> Result<Vec<StoredPosition>, DbError>;
 
     /// Stores `batches` (in order), the files' new positions and the rows' search blocks (with
-    /// their `blooms`, one per [`crate::search::BLOCK_ROWS`] rows, or none:
+    /// their `blocks`, one per [`crate::search::BLOCK_ROWS`] rows, or none:
     /// [`crate::search::block_rows`]) in one transaction: all or nothing.
     ///
     /// # Errors
@@ -197,7 +197,7 @@ pub trait Store: Send {
         &mut self,
         host: &str,
         batches: &[RecordBatch],
-        blooms: Option<&[Bloom]>,
+        blocks: Option<&[Block]>,
     ) -> Result<(), DbError>;
 
     /// Writes `batches` as [`Store::commit`] would, then rolls back: tells whether the database

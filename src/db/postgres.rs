@@ -30,7 +30,7 @@ use super::{final_positions, positions_query, DbError, ErrorKind, PositionRow, S
 use crate::record::RecordBatch;
 use crate::record::StoredPosition;
 use crate::redact::redact;
-use crate::search::{block_rows, Bloom, BLOCK_ROWS};
+use crate::search::{block_rows, Block, Bloom, BLOCK_ROWS};
 
 /// `statement_timeout` is this many times `lock_timeout`…
 const STATEMENT_TIMEOUT_FACTOR: u32 = 10;
@@ -303,12 +303,12 @@ impl Store for PgStore {
         &mut self,
         host: &str,
         batches: &[RecordBatch],
-        blooms: Option<&[Bloom]>,
+        blocks: Option<&[Block]>,
     ) -> Result<(), DbError> {
         let now = Utc::now();
         let timeouts = self.timeouts;
         let result = with_timeouts(self.conn()?, timeouts, |conn| {
-            write(conn, host, batches, blooms, now)
+            write(conn, host, batches, blocks, now)
         });
         result.map_err(|e| self.failed("commit failed", e))
     }
@@ -333,7 +333,7 @@ fn write(
     conn: &mut PgConnection,
     host: &str,
     batches: &[RecordBatch],
-    blooms: Option<&[Bloom]>,
+    blocks: Option<&[Block]>,
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
     let mut events = Vec::with_capacity(batches.iter().map(|b| b.records.len()).sum());
@@ -365,7 +365,7 @@ fn write(
     }
     // One COPY per search block (with filters; otherwise one for all): the ids its rows get lie
     // between the sequence's values before and after it (this session's), the block's range.
-    let per_copy = if blooms.is_some() {
+    let per_copy = if blocks.is_some() {
         BLOCK_ROWS
     } else {
         events.len().max(1)
@@ -379,10 +379,10 @@ fn write(
         let last = sequence_value(conn, "currval")?;
         chunks.push((first, last, chunk.len() as i64));
     }
-    for b in block_rows(&chunks, blooms) {
+    for b in block_rows(&chunks, blocks) {
         diesel::sql_query(
-            "INSERT INTO search_blocks (host, first_id, last_id, ingested_at, rows, bits, bloom) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO search_blocks (host, first_id, last_id, ingested_at, rows, bits, bloom, \
+             counts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind::<Text, _>(host)
         .bind::<BigInt, _>(b.first_id)
@@ -391,6 +391,7 @@ fn write(
         .bind::<BigInt, _>(b.rows)
         .bind::<BigInt, _>(b.bloom.map_or(0, |b| b.bits() as i64))
         .bind::<Nullable<Bytea>, _>(b.bloom.map(Bloom::to_bytes))
+        .bind::<Nullable<Text>, _>(b.counts)
         .execute(conn)?;
     }
     for chunk in dead.chunks(DEAD_LETTERS_PER_INSERT) {

@@ -18,7 +18,7 @@ use super::{final_positions, positions_query, DbError, FileCheck, PositionRow, S
 use crate::parse::{format_timestamp_micros, write_timestamp_micros};
 use crate::record::RecordBatch;
 use crate::record::StoredPosition;
-use crate::search::{block_rows, Bloom, BLOCK_ROWS};
+use crate::search::{block_rows, Block, Bloom, BLOCK_ROWS};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
@@ -245,7 +245,7 @@ impl Store for SqliteStore {
         &mut self,
         host: &str,
         batches: &[RecordBatch],
-        blooms: Option<&[Bloom]>,
+        blocks: Option<&[Block]>,
     ) -> Result<(), DbError> {
         self.file.check()?;
         let now = format_timestamp_micros(super::now_micros());
@@ -253,7 +253,7 @@ impl Store for SqliteStore {
             .fast
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| classify_fast("commit failed", e))?;
-        write(&tx, host, batches, blooms, &now).map_err(|e| classify_fast("commit failed", e))?;
+        write(&tx, host, batches, blocks, &now).map_err(|e| classify_fast("commit failed", e))?;
         tx.commit().map_err(|e| classify_fast("commit failed", e))
     }
 
@@ -262,10 +262,10 @@ impl Store for SqliteStore {
     }
 
     fn probe(&mut self, host: &str, batches: &[RecordBatch]) -> Result<(), DbError> {
-        let blooms = None;
+        let blocks = None;
         let now = format_timestamp_micros(super::now_micros());
         let tx = self.fast.transaction().map_err(|e| classify_fast("", e))?;
-        let written = write(&tx, host, batches, blooms, &now).map_err(|e| classify_fast("", e));
+        let written = write(&tx, host, batches, blocks, &now).map_err(|e| classify_fast("", e));
         tx.rollback().map_err(|e| classify_fast("", e))?;
         written
     }
@@ -276,7 +276,7 @@ fn write(
     tx: &rusqlite::Transaction<'_>,
     host: &str,
     batches: &[RecordBatch],
-    blooms: Option<&[Bloom]>,
+    blocks: Option<&[Block]>,
     now: &str,
 ) -> rusqlite::Result<()> {
     let mut events = tx.prepare_cached(
@@ -333,10 +333,10 @@ fn write(
         }
     }
     let mut block = tx.prepare_cached(
-        "INSERT INTO search_blocks (host, first_id, last_id, ingested_at, rows, bits, bloom) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO search_blocks (host, first_id, last_id, ingested_at, rows, bits, bloom, counts) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    for b in block_rows(&chunks, blooms) {
+    for b in block_rows(&chunks, blocks) {
         block.execute(rusqlite::params![
             host,
             b.first_id,
@@ -345,6 +345,7 @@ fn write(
             b.rows,
             b.bloom.map_or(0, |b| b.bits() as i64),
             b.bloom.map(Bloom::to_bytes),
+            b.counts,
         ])?;
     }
     let mut position = tx.prepare_cached(

@@ -12,9 +12,11 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use serde::Serialize;
 
-use super::filter::GrepIndex;
+use super::blocks::Candidates;
+use super::filter::{Conditions, GrepIndex};
 use super::filter::{Dialect, Part, Sql};
 use super::query::{filters, pg_grep_index, sqlite_grep_index, sqlite_path, QueryOptions};
+use super::rollup;
 use super::{read_only, thousands, with_stdout, Align, InspectError, Table};
 use crate::config::Config;
 use crate::parse::format_timestamp_micros;
@@ -56,6 +58,16 @@ impl Bucket {
             Bucket::Hour => "substr(ts, 1, 13) || ':00:00.000000Z'",
             Bucket::Day => "substr(ts, 1, 10) || 'T00:00:00.000000Z'",
         }
+    }
+
+    /// The bucket (as the queries print it) of the minute `minute` (minutes since 1970).
+    pub(crate) fn of_minute(self, minute: i64) -> String {
+        let width: i64 = match self {
+            Bucket::Minute => 1,
+            Bucket::Hour => 60,
+            Bucket::Day => 1440,
+        };
+        format_timestamp_micros((minute - minute.rem_euclid(width)) * 60_000_000)
     }
 
     fn pg(self) -> &'static str {
@@ -102,7 +114,8 @@ fn count_sql(
     dialect: Dialect,
     o: &QueryOptions,
     index: &GrepIndex,
-    f: &super::filter::Conditions,
+    f: &Conditions,
+    within: Option<&Candidates>,
 ) -> Sql {
     let bucket = match (o.bucket, dialect) {
         (Some(b), Dialect::Sqlite) => b.sqlite(),
@@ -122,8 +135,55 @@ fn count_sql(
         ),
     );
     f.write(&mut sql, Part::All, index);
+    if let Some(spans) = within {
+        spans.write(&mut sql);
+    }
     sql.push(" GROUP BY 1, 2 ORDER BY 1 NULLS FIRST, 2 NULLS FIRST");
     sql
+}
+
+/// SQLite: the counts of the rows matching `c` (and in the blocks `within`), by `GROUP BY`.
+pub(crate) fn exact_sqlite(
+    conn: &mut diesel::sqlite::SqliteConnection,
+    o: &QueryOptions,
+    index: &GrepIndex,
+    c: &Conditions,
+    within: Option<&Candidates>,
+) -> Result<Vec<Counted>, InspectError> {
+    let rows: Vec<SqliteCount> = count_sql(Dialect::Sqlite, o, index, c, within)
+        .sqlite()
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Counted {
+            bucket: r.bucket,
+            group: r.grp,
+            count: r.n,
+        })
+        .collect())
+}
+
+/// PostgreSQL: [`exact_sqlite`].
+pub(crate) fn exact_pg(
+    conn: &mut diesel::pg::PgConnection,
+    o: &QueryOptions,
+    index: &GrepIndex,
+    c: &Conditions,
+    within: Option<&Candidates>,
+) -> Result<Vec<Counted>, InspectError> {
+    let rows: Vec<PgCount> = count_sql(Dialect::Pg, o, index, c, within)
+        .pg()
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Counted {
+            bucket: r
+                .bucket
+                .map(|b| format_timestamp_micros(b.and_utc().timestamp_micros())),
+            group: r.grp,
+            count: r.n,
+        })
+        .collect())
 }
 
 /// Counts the matching events per bucket and group, in bucket then group order.
@@ -144,32 +204,18 @@ pub fn counts(config: &Config, o: &QueryOptions) -> Result<Vec<Counted>, Inspect
         &mut db,
         &config.database,
         |conn| {
+            if let Some(counted) = rollup::sqlite(conn, o, &c)? {
+                return Ok(counted);
+            }
             let index = sqlite_grep_index(path, &c)?;
-            let rows: Vec<SqliteCount> = count_sql(Dialect::Sqlite, o, &index, &c)
-                .sqlite()
-                .load(conn)?;
-            Ok(rows
-                .into_iter()
-                .map(|r| Counted {
-                    bucket: r.bucket,
-                    group: r.grp,
-                    count: r.n,
-                })
-                .collect::<Vec<_>>())
+            exact_sqlite(conn, o, &index, &c, None)
         },
         |conn| {
+            if let Some(counted) = rollup::pg(conn, o, &c)? {
+                return Ok(counted);
+            }
             let index = pg_grep_index(conn, &c)?;
-            let rows: Vec<PgCount> = count_sql(Dialect::Pg, o, &index, &c).pg().load(conn)?;
-            Ok(rows
-                .into_iter()
-                .map(|r| Counted {
-                    bucket: r
-                        .bucket
-                        .map(|b| format_timestamp_micros(b.and_utc().timestamp_micros())),
-                    group: r.grp,
-                    count: r.n,
-                })
-                .collect())
+            exact_pg(conn, o, &index, &c, None)
         },
     )?;
     // Nothing matched: a total of 0 when there are no groups to show.

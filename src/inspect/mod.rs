@@ -19,6 +19,7 @@ mod blocks;
 pub mod count;
 pub mod filter;
 pub mod query;
+mod rollup;
 pub mod status;
 
 use std::borrow::Cow;

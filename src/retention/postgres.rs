@@ -138,8 +138,23 @@ impl PgLifecycle {
             .map_err(|e: diesel::result::Error| failed(what, e))
     }
 
+    /// Before rows ingested before `t` go: their search blocks are counted by reading their
+    /// rows from now on (`query --count`), not by their stored counts.
+    fn uncount_before(&mut self, t: DateTime<Utc>) -> Result<(), DbError> {
+        diesel::sql_query(
+            "UPDATE search_blocks SET counts = NULL WHERE counts IS NOT NULL AND ingested_at < $1",
+        )
+        .bind::<Timestamptz, _>(t)
+        .execute(&mut self.conn)
+        .map_err(|e| failed("cannot mark search blocks as expiring", e))?;
+        Ok(())
+    }
+
     /// Detaches and drops `p`; its rows are gone.
     fn drop_partition(&mut self, p: &Partition) -> Result<bool, DbError> {
+        if p.table == "log_events" {
+            self.uncount_before(p.upper)?;
+        }
         let detached = self.step(
             &format!("cannot detach partition {}", p.name),
             &format!(
@@ -169,6 +184,9 @@ impl PgLifecycle {
         cutoff: DateTime<Utc>,
         stop: &AtomicBool,
     ) -> Result<u64, DbError> {
+        if table == "log_events" {
+            self.uncount_before(cutoff)?;
+        }
         let mut deleted = 0;
         while !stop.load(Ordering::Relaxed) {
             let n = diesel::sql_query(format!(

@@ -83,6 +83,15 @@ impl SqliteLifecycle {
         while !stop.load(Ordering::Relaxed) {
             let chunk = self.chunk;
             let started = Instant::now();
+            if table == "log_events" {
+                // The blocks this chunk may touch are counted by reading their rows from now on.
+                diesel::sql_query(format!(
+                    "UPDATE search_blocks SET counts = NULL WHERE counts IS NOT NULL AND first_id <= \
+                     (SELECT max(id) FROM (SELECT id FROM log_events ORDER BY id LIMIT {chunk}))"
+                ))
+                .execute(&mut self.conn)
+                .map_err(|e| failed("cannot mark search blocks as expiring", e))?;
+            }
             let sql = format!(
                 "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT {chunk}) \
                  AND ingested_at < ?"

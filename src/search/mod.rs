@@ -28,45 +28,104 @@ pub fn needle_fits(needle: &str, reordered: bool) -> bool {
 /// down further; each costs a filter to store and to test.
 pub const BLOCK_ROWS: usize = 1024;
 
-/// The filters of a commit's blocks, built as its batches arrive.
-#[derive(Debug, Default)]
+/// What a block stores besides its range: the filter of its text, and how many rows it holds
+/// per minute (of `ts`), level and source (`query --count` adds these up instead of reading
+/// the rows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    /// `None`: the index is off (`[search] index = false`); the block may hold anything.
+    pub bloom: Option<Bloom>,
+    /// JSON: `[[minute, level, source, rows], …]`, minute in minutes since 1970 (`null`: rows
+    /// without `ts`), level `null` for rows without one.
+    pub counts: String,
+}
+
+type CountKey = (Option<i64>, Option<String>, std::sync::Arc<str>);
+
+/// One block being filled.
+#[derive(Debug)]
+struct OpenBlock {
+    bloom: Option<Box<Bloom>>,
+    counts: std::collections::HashMap<CountKey, i64>,
+    rows: usize,
+}
+
+impl OpenBlock {
+    fn close(self) -> Block {
+        let mut counts: Vec<(CountKey, i64)> = self.counts.into_iter().collect();
+        counts.sort();
+        let rows: Vec<serde_json::Value> = counts
+            .into_iter()
+            .map(|((minute, level, source), n)| serde_json::json!([minute, level, &*source, n]))
+            .collect();
+        Block {
+            bloom: self.bloom.map(|b| b.fold()),
+            counts: serde_json::Value::Array(rows).to_string(),
+        }
+    }
+}
+
+/// The blocks of a commit, built as its batches arrive.
+#[derive(Debug)]
 pub struct BlockBuilder {
-    done: Vec<Bloom>,
-    open: Option<(Box<Bloom>, usize)>,
+    /// Build filters (`[search] index`).
+    filters: bool,
+    done: Vec<Block>,
+    open: Option<OpenBlock>,
     scratch: Vec<u8>,
 }
 
 impl BlockBuilder {
-    /// Adds the rows of `batch` (the batches of a commit in the order they are committed).
-    pub fn add(&mut self, batch: &crate::record::RecordBatch) {
-        for r in &batch.records {
-            let (bloom, rows) = match &mut self.open {
-                Some((_, rows)) if *rows == BLOCK_ROWS => {
-                    if let Some((full, _)) = self.open.take() {
-                        self.done.push(full.fold());
-                    }
-                    self.open.insert((Box::default(), 0))
-                }
-                Some(open) => open,
-                None => self.open.insert((Box::default(), 0)),
-            };
-            let line = batch.bytes(&r.line);
-            bloom.add_line(line, &mut self.scratch);
-            // The message is usually part of the line (as written, or once decoded).
-            if let Some(m) = &r.message {
-                let m = m.get(&batch.buf).as_bytes();
-                if memchr::memmem::find(line, m).is_none() {
-                    bloom.add_text(m, &mut self.scratch);
-                }
-            }
-            *rows += 1;
+    /// A builder of blocks with filters (`filters`) or with counts only.
+    pub fn new(filters: bool) -> BlockBuilder {
+        BlockBuilder {
+            filters,
+            done: Vec::new(),
+            open: None,
+            scratch: Vec::new(),
         }
     }
 
-    /// The filters of the blocks of everything added since the last call, in order.
-    pub fn take(&mut self) -> Vec<Bloom> {
-        if let Some((open, _)) = self.open.take() {
-            self.done.push(open.fold());
+    /// Adds the rows of `batch` (the batches of a commit in the order they are committed).
+    pub fn add(&mut self, batch: &crate::record::RecordBatch) {
+        let source = &batch.position.file.source;
+        for r in &batch.records {
+            if self.open.as_ref().is_some_and(|o| o.rows == BLOCK_ROWS) {
+                if let Some(full) = self.open.take() {
+                    self.done.push(full.close());
+                }
+            }
+            let filters = self.filters;
+            let open = self.open.get_or_insert_with(|| OpenBlock {
+                bloom: filters.then(Box::default),
+                counts: std::collections::HashMap::new(),
+                rows: 0,
+            });
+            if let Some(bloom) = &mut open.bloom {
+                let line = batch.bytes(&r.line);
+                bloom.add_line(line, &mut self.scratch);
+                // The message is usually part of the line (as written, or once decoded).
+                if let Some(m) = &r.message {
+                    let m = m.get(&batch.buf).as_bytes();
+                    if memchr::memmem::find(line, m).is_none() {
+                        bloom.add_text(m, &mut self.scratch);
+                    }
+                }
+            }
+            let key = (
+                r.ts_micros.map(|t| t.div_euclid(60_000_000)),
+                r.level.as_ref().map(|l| l.get(&batch.buf).to_owned()),
+                source.clone(),
+            );
+            *open.counts.entry(key).or_insert(0) += 1;
+            open.rows += 1;
+        }
+    }
+
+    /// The blocks of everything added since the last call, in order.
+    pub fn take(&mut self) -> Vec<Block> {
+        if let Some(open) = self.open.take() {
+            self.done.push(open.close());
         }
         std::mem::take(&mut self.done)
     }
@@ -80,24 +139,28 @@ pub struct BlockRow<'a> {
     pub rows: i64,
     /// `None`: the block may hold anything.
     pub bloom: Option<&'a Bloom>,
+    /// `None`: `query --count` reads the block's rows.
+    pub counts: Option<&'a str>,
 }
 
 /// The blocks of a commit whose rows got the ids `chunks` (`(first, last, rows)` of each run of
-/// [`BLOCK_ROWS`] rows, in order), with their `blooms` — or, when there are none or they do not
-/// fit the chunks (a row was taken out after they were built), one block without a filter.
+/// [`BLOCK_ROWS`] rows, in order), with what was built of them — or, when nothing was or it
+/// does not fit the chunks (a row was taken out after they were built), one block without a
+/// filter or counts.
 pub fn block_rows<'a>(
     chunks: &[(i64, i64, i64)],
-    blooms: Option<&'a [Bloom]>,
+    blocks: Option<&'a [Block]>,
 ) -> Vec<BlockRow<'a>> {
-    match blooms {
-        Some(blooms) if blooms.len() == chunks.len() => chunks
+    match blocks {
+        Some(blocks) if blocks.len() == chunks.len() => chunks
             .iter()
-            .zip(blooms)
-            .map(|(&(first_id, last_id, rows), bloom)| BlockRow {
+            .zip(blocks)
+            .map(|(&(first_id, last_id, rows), b)| BlockRow {
                 first_id,
                 last_id,
                 rows,
-                bloom: Some(bloom),
+                bloom: b.bloom.as_ref(),
+                counts: Some(&b.counts),
             })
             .collect(),
         _ => {
@@ -109,6 +172,7 @@ pub fn block_rows<'a>(
                     last_id,
                     rows: chunks.iter().map(|c| c.2).sum(),
                     bloom: None,
+                    counts: None,
                 }],
                 _ => Vec::new(),
             }

@@ -8,7 +8,9 @@ CREATE TABLE search_blocks (
     ingested_at TIMESTAMPTZ,      -- their ingested_at (one per commit); NULL: any
     rows BIGINT NOT NULL,         -- how many rows the block covers
     bits BIGINT NOT NULL,         -- the filter's size in bits (a power of two; 0 without one)
-    bloom BYTEA                   -- the filter; NULL: the block may hold anything
+    bloom BYTEA,                  -- the filter; NULL: the block may hold anything
+    counts TEXT                   -- rows per minute, level and source (src/search/mod.rs);
+                                  --   NULL: count the rows (retention may have taken some)
 );
 -- Uncompressed out of line: a query reads single bytes of a filter (substring on EXTERNAL
 -- storage fetches only the chunk that holds them), never the whole filter.

@@ -8,7 +8,9 @@ CREATE TABLE search_blocks (
     ingested_at TEXT,             -- their ingested_at (one per commit); NULL: any
     rows BIGINT NOT NULL,         -- how many rows the block covers
     bits BIGINT NOT NULL,         -- the filter's size in bits (a power of two; 0 without one)
-    bloom BLOB                    -- the filter; NULL: the block may hold anything
+    bloom BLOB,                   -- the filter; NULL: the block may hold anything
+    counts TEXT                   -- rows per minute, level and source (src/search/mod.rs);
+                                  --   NULL: count the rows (retention may have taken some)
 );
 
 -- The rows stored before the index existed: one block that may hold anything.
