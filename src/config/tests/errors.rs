@@ -504,3 +504,19 @@ fn multiline_tables() {
         "/tmp/x/logbelt.toml:9:1: sources[0].multiline: unknown key `strat`, expected one of `start`, `continue`, `max_lines`, `max_bytes`, `timeout_ms`"
     );
 }
+
+#[test]
+fn search_index_is_a_flag_on_by_default() {
+    assert!(load(MINIMAL).unwrap().search.index);
+    assert!(!load(&format!("{MINIMAL}\n[search]\nindex = false\n"))
+        .unwrap()
+        .search
+        .index);
+    let e = error_with("\n[search]\nindex = \"yes\"\n");
+    assert!(
+        e.ends_with("search.index: expected true or false, found \"yes\""),
+        "{e}"
+    );
+    let e = error_with("\n[search]\nindx = true\n");
+    assert!(e.contains("unknown key `indx`, expected `index`"), "{e}");
+}
