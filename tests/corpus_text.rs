@@ -84,7 +84,11 @@ fn one_line_formats_store_every_real_line(b: Backend) {
         &[
             source("access", "nginx-access-combined.log", "format = \"nginx_combined\"\n"),
             source("errors", "nginx-error.log", "format = \"nginx_error\"\n"),
-            source("bsd", "syslog-rfc3164.log", "format = \"syslog\"\n"),
+            source(
+                "bsd",
+                "syslog-rfc3164.log",
+                "format = \"syslog\"\ndefault_level = \"Information\"\n",
+            ),
             source("ietf", "syslog-rfc5424.log", "format = \"syslog\"\n"),
             source("kv", "logfmt.log", "format = \"logfmt\"\n"),
             source(
@@ -174,11 +178,13 @@ fn one_line_formats_store_every_real_line(b: Backend) {
     );
     assert!(events.iter().all(|e| e.ts.is_some()));
 
-    // Syslog, the same 186 messages twice. RFC 3164 files hold no priority: no level.
+    // Syslog, the same 186 messages twice. RFC 3164 files hold no priority: the source's
+    // default_level ("Information", normalised) is every event's level.
     let (events, dead) = rows_of(&env, "bsd");
     assert!(dead.is_empty(), "{dead:?}");
     one_row_per_line("syslog-rfc3164.log", &events, &dead);
-    assert_eq!(levels(&events), counts(&[("-", 186)]));
+    assert_eq!(levels(&events), counts(&[("info", 186)]));
+    assert!(events.iter().all(|e| fields(e).get("severity").is_none()));
     assert!(events.iter().all(|e| e.ts.is_some()));
     // RFC 5424: facility and severity from the priority; `<invld>` (PRI 999) has neither.
     let (events, dead) = rows_of(&env, "ietf");
@@ -279,7 +285,7 @@ fn multiline_logs_give_their_expected_events(b: Backend) {
     ];
     let formats = [
         regex_keys(JUL_PATTERN, "%b %d, %Y %I:%M:%S %p"),
-        regex_keys(JAVA_PATTERN, "%Y-%m-%d %H:%M:%S%.3f"),
+        regex_keys(JAVA_PATTERN, "%Y-%m-%d %H:%M:%S%.3f") + "default_level = \"error\"\n",
         regex_keys(PYTHON_PATTERN, "%Y-%m-%d %H:%M:%S,%3f"),
         regex_keys(PG_PATTERN, "%Y-%m-%d %H:%M:%S%.3f UTC"),
     ];
@@ -342,24 +348,22 @@ fn multiline_logs_give_their_expected_events(b: Backend) {
     );
 
     // The two uncaught exceptions (`Exception in thread …`) are events of their own, text
-    // events: the pattern is for the program's own lines.
+    // events (the pattern is for the program's own lines), with the source's default_level.
     let (java, _) = rows_of(&env, "java");
     assert_eq!(
         levels(&java),
-        counts(&[
-            ("error", 26),
-            ("warn", 1),
-            ("info", 12),
-            ("debug", 35),
-            ("-", 2)
-        ])
+        counts(&[("error", 28), ("warn", 1), ("info", 12), ("debug", 35)])
     );
-    let uncaught: Vec<&EventRow> = java.iter().filter(|e| e.level.is_none()).collect();
-    assert!(uncaught.iter().all(|e| e
-        .message
-        .as_deref()
-        .unwrap()
-        .starts_with("Exception in thread ")));
+    let uncaught: Vec<&EventRow> = java
+        .iter()
+        .filter(|e| fields(e).get("level").is_none())
+        .collect();
+    assert_eq!(uncaught.len(), 2);
+    for e in uncaught {
+        let message = e.message.as_deref().unwrap();
+        assert!(message.starts_with("Exception in thread "), "{message}");
+        assert_eq!(e.level.as_deref(), Some("error"));
+    }
     let all: String = java.iter().filter_map(|e| e.message.clone()).collect();
     assert_eq!(all.matches("Caused by:").count(), 45);
 

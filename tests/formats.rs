@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use std::io::Write;
 
-use crate::util::{wait_until, Backend, DeadRow, EventRow, SourceSpec, TestEnv, DEADLINE};
+use crate::util::{
+    free_addr, scrape, toml_str, wait_endpoint, wait_until, write_config_with, Backend, DeadRow,
+    EventRow, SourceSpec, TestEnv, DEADLINE,
+};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -679,4 +682,58 @@ fn a_multiline_event_survives_kill_9(b: Backend) {
         .map(|e| (e.file_offset, e.message.clone().unwrap_or_default()))
         .collect();
     assert_eq!(got, events[..events.len() - 1]);
+}
+
+// ----- NUL bytes before a line (a copytruncate hole) -------------------------------------------
+
+both_backends!(nul_bytes_before_a_line_are_dropped_and_counted);
+fn nul_bytes_before_a_line_are_dropped_and_counted(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    let addr = free_addr();
+    let mut cfg = env.config();
+    // The hole is longer than a line may be: it is dropped whatever its length.
+    cfg.max_line_bytes = 1024;
+    write_config_with(
+        &env,
+        &cfg,
+        &[("metrics", "listen", toml_str(&addr.to_string()))],
+    );
+    let mut d = env.start();
+    d.wait_started();
+    wait_endpoint(addr, &mut d);
+    let counted = |m: &crate::util::Scrape| m.get("logbelt_nul_bytes_dropped_total", &[]);
+    assert_eq!(
+        counted(&scrape(addr)),
+        Some(0.0),
+        "the counter exists from the start"
+    );
+
+    // A line, the hole a writer leaves when it goes on at its old offset after a truncation, a
+    // line after it, a line of NULs only (an empty line), a line whose value holds a NUL.
+    let mut data = b"{\"n\":1}\n".to_vec();
+    data.extend(std::iter::repeat_n(0u8, 4096));
+    let second = data.len() as i64;
+    data.extend_from_slice(b"{\"n\":2}\n\0\0\n");
+    let third = data.len() as i64;
+    data.extend_from_slice(b"{\"n\":\"a\\u0000b\"}\n");
+    std::fs::write(env.log("app.jsonl"), &data).unwrap();
+    env.db.wait_rows(3, Some(&mut d));
+    let got: Vec<(i64, serde_json::Value)> = env
+        .db
+        .events()
+        .iter()
+        .map(|e| (e.file_offset, fields(e)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, serde_json::json!({"n": 1})),
+            (second, serde_json::json!({"n": 2})),
+            (third, serde_json::json!({"n": "a\u{0}b"})),
+        ]
+    );
+    let m = scrape(addr);
+    assert_eq!(counted(&m), Some(4098.0), "{}", m.text);
+    d.sigterm();
+    d.assert_exit_ok();
 }
