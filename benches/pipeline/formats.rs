@@ -69,7 +69,7 @@ pub fn run(bench: &mut Bench) {
     };
     let mut results = Vec::new();
     for ((format, file), bytes) in FORMATS.iter().zip(bytes) {
-        match measure(bench, format, &dir.join(file), bytes) {
+        match measure(bench, format, &dir.join(file).join(file), bytes) {
             Ok(m) => results.push(m),
             Err(e) => bench.fail(format!("formats, {format}: {e}")),
         }
