@@ -462,9 +462,14 @@ pub fn lines_read(source: &str, lines: usize, bytes: u64) {
     counter!("logbelt_bytes_read_total", "source" => source.to_string()).increment(bytes);
 }
 
-/// A tail task dropped `bytes` NUL bytes at the start of lines.
-pub fn nul_bytes_dropped(bytes: u64) {
+/// A tail task dropped `bytes` NUL bytes (perhaps 0) at the start of lines of `path`: rare, a
+/// writer went on at its old offset past a truncation (copytruncate); said once per batch.
+pub fn nul_bytes_dropped(path: &str, bytes: u64) {
+    if bytes == 0 {
+        return;
+    }
     counter!("logbelt_nul_bytes_dropped_total").increment(bytes);
+    tracing::warn!(path = %crate::tail::Shown(path), bytes, "Dropped NUL bytes at the start of a line (the hole a truncation leaves under a writer that goes on at its old offset).");
 }
 
 /// A file will be read from `from` to its current `size`.

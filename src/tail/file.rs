@@ -562,11 +562,7 @@ impl FileTail {
             lines.lines.len() + lines.empty_lines as usize,
             bytes,
         );
-        if lines.nul_bytes > 0 {
-            // Rare: a writer went on at its old offset past a truncation (copytruncate).
-            crate::metrics::nul_bytes_dropped(lines.nul_bytes);
-            tracing::warn!(path = %Shown(path), bytes = lines.nul_bytes, "Dropped NUL bytes at the start of a line (the hole a truncation leaves under a writer that goes on at its old offset).");
-        }
+        crate::metrics::nul_bytes_dropped(path, lines.nul_bytes);
         let position = self.position(path, offset, false);
         self.hand_over(ctx, lines, bytes, position).await?;
         self.recorded_path = Some(path.clone());

@@ -85,8 +85,8 @@ pub(super) fn emit_pending(
 /// it reaches `max_lines` or `max_bytes` (the rest starts a new one), when the file is
 /// forgotten, or after `timeout_ms` without a line (`Parser::quiet`). The joined text is then
 /// read by the source's format. A blank line continues the open event (one before any event is
-/// only counted); an event's trailing blank lines are dropped from its text. A line that is not UTF-8 or too long ends the pending event
-/// and is a dead letter.
+/// only counted); an event's trailing blank lines are dropped from its text. A line that is
+/// not UTF-8 or too long ends the pending event and is a dead letter.
 pub fn parse_multiline_batch(
     mut batch: LineBatch,
     source: &SourceParser,
