@@ -284,6 +284,12 @@ fn describe() {
         "logbelt_log_lines_dropped_total",
         "Lines of logbelt's own log lost because stderr failed, blocked or fell behind."
     );
+    describe_counter!(
+        "logbelt_nul_bytes_dropped_total",
+        Unit::Bytes,
+        "NUL bytes dropped at the start of lines (the hole a copytruncate race leaves)."
+    );
+    counter!("logbelt_nul_bytes_dropped_total").absolute(0);
     log_lines_dropped();
     // Every stage's restart counter exists from the start, so that `increase()` works from 0.
     for stage in ["tailer", "reader", "parser", "writer", "database"] {
@@ -454,6 +460,16 @@ pub fn set_healthy(up: bool) {
 pub fn lines_read(source: &str, lines: usize, bytes: u64) {
     counter!("logbelt_lines_read_total", "source" => source.to_string()).increment(lines as u64);
     counter!("logbelt_bytes_read_total", "source" => source.to_string()).increment(bytes);
+}
+
+/// A tail task dropped `bytes` NUL bytes (perhaps 0) at the start of lines of `path`: rare, a
+/// writer went on at its old offset past a truncation (copytruncate); said once per batch.
+pub fn nul_bytes_dropped(path: &str, bytes: u64) {
+    if bytes == 0 {
+        return;
+    }
+    counter!("logbelt_nul_bytes_dropped_total").increment(bytes);
+    tracing::warn!(path = %crate::tail::Shown(path), bytes, "Dropped NUL bytes at the start of a line (the hole a truncation leaves under a writer that goes on at its old offset).");
 }
 
 /// A file will be read from `from` to its current `size`.

@@ -203,32 +203,21 @@ fn table() -> Vec<Row> {
                 "invalid JSON at column 9: control character (\\u0000-\\u001F) found while parsing a string",
             )],
         ),
-        row(
-            "nul_only_line",
-            b"\0\n".to_vec(),
-            vec![dead("invalid JSON at column 1: expected value")],
-        ),
+        // NUL bytes at the start of a line are dropped (counted in
+        // logbelt_nul_bytes_dropped_total): a line of NULs only is an empty line.
+        row("nul_only_line", b"\0\n".to_vec(), vec![]),
         // What a copytruncate leaves when the writer keeps its old offset: a hole of zeros, then
-        // the next line. The zeros and the line are one line: one dead letter, raw kept.
+        // the next line. The zeros are dropped; the line after them is read as usual.
         row(
             "nul_run_then_a_valid_line",
             [vec![0u8; 300], b"{\"level\":\"info\",\"msg\":\"after the hole\"}\n{\"msg\":\"next\"}\n".to_vec()].concat(),
-            vec![dead("invalid JSON at column 1: expected value"), msg("next")],
+            vec![rec(Some("info"), Some("after the hole"), None), msg("next")],
         ),
-        // The same with a hole longer than max_line_bytes: the kept bytes are all zeros.
+        // The same with a hole longer than max_line_bytes: dropped whatever its length.
         row(
             "nul_run_over_the_limit_then_a_valid_line",
             [vec![0u8; MAX + 10], b"{\"msg\":\"after a big hole\"}\n{\"msg\":\"next\"}\n".to_vec()].concat(),
-            vec![
-                Want::Dead {
-                    reason: format!(
-                        "line of {} bytes over the limit of {MAX} bytes",
-                        MAX + 10 + r#"{"msg":"after a big hole"}"#.len()
-                    ),
-                    raw: Some(vec![0u8; MAX]),
-                },
-                msg("next"),
-            ],
+            vec![msg("after a big hole"), msg("next")],
         ),
         // ----- over max_line_bytes ------------------------------------------------------------
         row(
@@ -517,6 +506,9 @@ fn table() -> Vec<Row> {
 fn lines_of(bytes: &[u8]) -> Vec<(i64, Vec<u8>)> {
     let mut out = vec![];
     let mut pos = 0;
+    // NUL bytes at the start of a line are dropped: the line starts after them.
+    let skip_nul = |pos: &mut usize| *pos += bytes[*pos..].iter().take_while(|&&b| b == 0).count();
+    skip_nul(&mut pos);
     while let Some(i) = bytes[pos..].iter().position(|&b| b == b'\n') {
         let mut line = &bytes[pos..pos + i];
         let mut offset = pos;
@@ -531,6 +523,7 @@ fn lines_of(bytes: &[u8]) -> Vec<(i64, Vec<u8>)> {
             out.push((offset as i64, line.to_vec()));
         }
         pos += i + 1;
+        skip_nul(&mut pos);
     }
     out
 }
@@ -816,13 +809,13 @@ fn a_long_line_written_in_pieces_while_running_is_one_dead_letter(b: Backend) {
     );
 }
 
-both_backends!(a_copytruncate_hole_of_zeros_becomes_one_dead_letter_and_the_file_goes_on);
+both_backends!(a_copytruncate_hole_of_zeros_is_dropped_and_the_line_after_it_stored);
 /// copytruncate with a writer that does not use O_APPEND: the file is truncated to 0, then the
 /// writer writes its next line at its old offset, leaving a hole of zeros before it. logbelt
-/// notices the truncation (the first bytes changed), reads the file again from 0, and stores
-/// the zeros and that line as one dead letter (raw kept exactly); the lines after it are
-/// records.
-fn a_copytruncate_hole_of_zeros_becomes_one_dead_letter_and_the_file_goes_on(b: Backend) {
+/// notices the truncation (the first bytes changed), reads the file again from 0, drops the
+/// zeros (NUL bytes at the start of a line) and stores that line as a record at the offset of
+/// its first byte; the lines after it are records too.
+fn a_copytruncate_hole_of_zeros_is_dropped_and_the_line_after_it_stored(b: Backend) {
     use std::os::unix::fs::FileExt;
     let Some(env) = TestEnv::new(b) else { return };
     env.config().write(&env);
@@ -847,21 +840,20 @@ fn a_copytruncate_hole_of_zeros_becomes_one_dead_letter_and_the_file_goes_on(b: 
     d.assert_exit_ok();
 
     let dead = env.db.dead_letters();
-    assert_eq!(dead.len(), 1, "{dead:?}");
-    let want_raw = [vec![0u8; old_len as usize], line[..line.len() - 1].to_vec()].concat();
-    assert_eq!(dead[0].file_offset, 0);
-    assert_eq!(dead[0].raw, want_raw, "raw: the zeros and the line");
-    assert_eq!(dead[0].line_bytes, want_raw.len() as i64);
-    assert!(
-        dead[0]
-            .error
-            .starts_with("invalid JSON at column 1: expected value"),
-        "{}",
-        dead[0].error
-    );
+    assert!(dead.is_empty(), "{dead:?}");
     let events = env.db.events();
-    assert_eq!(events.len(), 11);
-    assert_eq!(events[10].message.as_deref(), Some("next"));
+    assert_eq!(events.len(), 12);
+    let after: Vec<(i64, Option<&str>)> = events[10..]
+        .iter()
+        .map(|e| (e.file_offset, e.message.as_deref()))
+        .collect();
+    assert_eq!(
+        after,
+        [
+            (old_len as i64, Some("after the hole")),
+            (old_len as i64 + line.len() as i64, Some("next"))
+        ]
+    );
     env.db.assert_no_duplicates();
 }
 

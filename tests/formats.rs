@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use std::io::Write;
 
-use crate::util::{wait_until, Backend, DeadRow, EventRow, SourceSpec, TestEnv, DEADLINE};
+use crate::util::{
+    free_addr, scrape, toml_str, wait_endpoint, wait_until, write_config_with, Backend, DeadRow,
+    EventRow, SourceSpec, TestEnv, DEADLINE,
+};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -16,19 +19,29 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// One source: its name, the sample it reads (copied to `logs/`), and its format keys.
-struct Source {
-    name: &'static str,
-    file: &'static str,
-    keys: String,
+/// One source: its name, the file it reads in `logs/`, the sample copied there, and its format
+/// keys.
+pub(crate) struct Source {
+    pub name: &'static str,
+    pub file: &'static str,
+    pub sample: PathBuf,
+    pub keys: String,
+}
+
+impl Source {
+    /// `name` reads `logs/<file>`, a copy of `sample`.
+    pub(crate) fn new(name: &'static str, file: &'static str, sample: PathBuf, keys: &str) -> Self {
+        Source {
+            name,
+            file,
+            sample,
+            keys: keys.to_owned(),
+        }
+    }
 }
 
 fn source(name: &'static str, file: &'static str, keys: &str) -> Source {
-    Source {
-        name,
-        file,
-        keys: keys.to_owned(),
-    }
+    Source::new(name, file, data(file), keys)
 }
 
 const PG_PATTERN: &str = r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC) \[(?P<pid>\d+)\] (?P<level>[A-Z]+):  (?P<message>.*)$";
@@ -43,7 +56,7 @@ fn pg_keys(on_mismatch: &str) -> String {
 
 /// Writes the config with `sources`, copies their samples (unless the test wrote the file in
 /// `logs/` already), runs `logbelt run --once`.
-fn run(env: &TestEnv, sources: &[Source]) {
+pub(crate) fn run(env: &TestEnv, sources: &[Source]) {
     configure(env, sources, 5000);
     let stderr = env.run_once();
     assert!(!stderr.contains("panicked"), "logbelt panicked:\n{stderr}");
@@ -51,7 +64,7 @@ fn run(env: &TestEnv, sources: &[Source]) {
 }
 
 /// Writes the config with `sources` and `batch_rows`, and copies their samples.
-fn configure(env: &TestEnv, sources: &[Source], batch_rows: u64) {
+pub(crate) fn configure(env: &TestEnv, sources: &[Source], batch_rows: u64) {
     let mut config = env.config();
     config.batch_rows = batch_rows;
     config.sources = sources
@@ -71,7 +84,7 @@ fn configure(env: &TestEnv, sources: &[Source], batch_rows: u64) {
         assert!(toml.contains(&header), "{toml}");
         toml = toml.replacen(&header, &format!("{header}{}", s.keys), 1);
         if !env.log(s.file).exists() {
-            std::fs::copy(data(s.file), env.log(s.file)).expect("copy a sample");
+            std::fs::copy(&s.sample, env.log(s.file)).expect("copy a sample");
         }
     }
     std::fs::write(env.config_path(), toml).expect("write logbelt.toml");
@@ -79,7 +92,12 @@ fn configure(env: &TestEnv, sources: &[Source], batch_rows: u64) {
 
 /// The sample's lines, with the offset of each.
 fn lines(file: &str) -> Vec<(i64, Vec<u8>)> {
-    let bytes = std::fs::read(data(file)).expect("read a sample");
+    lines_at(&data(file))
+}
+
+/// The lines of the file at `path` (split on `\n` only), with the offset of each.
+pub(crate) fn lines_at(path: &Path) -> Vec<(i64, Vec<u8>)> {
+    let bytes = std::fs::read(path).expect("read a sample");
     let mut out = Vec::new();
     let mut offset = 0;
     for line in bytes.split_inclusive(|b| *b == b'\n') {
@@ -93,7 +111,7 @@ fn lines(file: &str) -> Vec<(i64, Vec<u8>)> {
 }
 
 /// The events and dead letters of `source`.
-fn rows_of(env: &TestEnv, source: &str) -> (Vec<EventRow>, Vec<DeadRow>) {
+pub(crate) fn rows_of(env: &TestEnv, source: &str) -> (Vec<EventRow>, Vec<DeadRow>) {
     let events = env
         .db
         .events()
@@ -120,7 +138,7 @@ fn every_line_once(file: &str, events: &[EventRow], dead: &[DeadRow]) {
     assert_eq!(got, want, "{file}: every line once");
 }
 
-fn levels(events: &[EventRow]) -> BTreeMap<String, usize> {
+pub(crate) fn levels(events: &[EventRow]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for e in events {
         *m.entry(e.level.clone().unwrap_or_else(|| "-".into()))
@@ -129,11 +147,11 @@ fn levels(events: &[EventRow]) -> BTreeMap<String, usize> {
     m
 }
 
-fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+pub(crate) fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
     pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
 }
 
-fn fields(e: &EventRow) -> serde_json::Value {
+pub(crate) fn fields(e: &EventRow) -> serde_json::Value {
     serde_json::from_str(&e.fields).expect("fields is JSON")
 }
 
@@ -487,25 +505,48 @@ fn cri_a_line_in_pieces_survives_kill_9(b: Backend) {
 const JAVA_START: &str = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ";
 const PYTHON_START: &str = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ";
 
-/// The events `start` makes of `file`: (offset of the first line, lines joined by `\n`); empty
-/// lines are not lines (the tailer skips them).
+/// The events `start` makes of `file`: (offset of the first line, lines joined by `\n`); an
+/// empty line continues the open event, and an event's trailing empty lines are not its text.
 fn joined_events(file: &str, start: &str) -> Vec<(i64, String)> {
     let start = regex::Regex::new(start).unwrap();
+    joined_at(&data(file), |line| start.is_match(line))
+}
+
+/// The events of the file at `path` when `starts` tells the lines that start one: (offset of
+/// the first line, lines joined by `\n`); an empty line continues the open event, and an
+/// event's trailing empty lines are not its text.
+pub(crate) fn joined_at(path: &Path, starts: impl Fn(&str) -> bool) -> Vec<(i64, String)> {
     let mut events: Vec<(i64, String)> = Vec::new();
-    for (offset, line) in lines(file) {
-        if line.is_empty() {
-            continue;
-        }
-        let line = String::from_utf8(line).unwrap();
+    for (offset, line) in lines_at(path) {
+        let line = String::from_utf8(line).expect("multiline samples are UTF-8");
         match events.last_mut() {
-            Some((_, text)) if !start.is_match(&line) => {
+            Some((_, text)) if line.is_empty() || !starts(&line) => {
                 text.push('\n');
                 text.push_str(&line);
             }
             _ => events.push((offset, line)),
         }
     }
+    for (_, text) in &mut events {
+        text.truncate(text.trim_end_matches('\n').len());
+    }
     events
+}
+
+/// Runs logbelt until the tables hold `rows` rows (each file's last event is stored by the
+/// timeout: no line comes after it), stops it, and checks that every row is an event, once.
+pub(crate) fn run_until_rows(env: &TestEnv, rows: i64) {
+    let mut d = env.start();
+    d.wait_started();
+    env.db.wait_rows(rows, Some(&mut d));
+    d.sigterm();
+    d.assert_exit_ok();
+    env.db.assert_no_duplicates();
+    assert!(
+        env.db.dead_letters().is_empty(),
+        "{:?}",
+        env.db.dead_letters()
+    );
 }
 
 fn multiline_keys(format: &str, rule: &str, pattern: &str, timeout_ms: u64) -> String {
@@ -541,18 +582,7 @@ fn multiline_stack_traces_and_statements_are_one_event_each(b: Backend) {
     let python = joined_events("python-traceback.log", PYTHON_START);
     let pg_events = joined_events("postgresql.log", r"^\S+ \S+ UTC \[");
     assert_eq!((java.len(), python.len(), pg_events.len()), (23, 34, 93));
-    let mut d = env.start();
-    d.wait_started();
-    // The last event of each file is stored by the timeout: no line comes after it.
-    env.db.wait_rows(150, Some(&mut d));
-    d.sigterm();
-    d.assert_exit_ok();
-    env.db.assert_no_duplicates();
-    assert!(
-        env.db.dead_letters().is_empty(),
-        "{:?}",
-        env.db.dead_letters()
-    );
+    run_until_rows(&env, 150);
     for (name, want) in [("java", &java), ("python", &python), ("pg", &pg_events)] {
         let (events, _) = rows_of(&env, name);
         let got: Vec<(i64, String)> = events
@@ -652,4 +682,58 @@ fn a_multiline_event_survives_kill_9(b: Backend) {
         .map(|e| (e.file_offset, e.message.clone().unwrap_or_default()))
         .collect();
     assert_eq!(got, events[..events.len() - 1]);
+}
+
+// ----- NUL bytes before a line (a copytruncate hole) -------------------------------------------
+
+both_backends!(nul_bytes_before_a_line_are_dropped_and_counted);
+fn nul_bytes_before_a_line_are_dropped_and_counted(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    let addr = free_addr();
+    let mut cfg = env.config();
+    // The hole is longer than a line may be: it is dropped whatever its length.
+    cfg.max_line_bytes = 1024;
+    write_config_with(
+        &env,
+        &cfg,
+        &[("metrics", "listen", toml_str(&addr.to_string()))],
+    );
+    let mut d = env.start();
+    d.wait_started();
+    wait_endpoint(addr, &mut d);
+    let counted = |m: &crate::util::Scrape| m.get("logbelt_nul_bytes_dropped_total", &[]);
+    assert_eq!(
+        counted(&scrape(addr)),
+        Some(0.0),
+        "the counter exists from the start"
+    );
+
+    // A line, the hole a writer leaves when it goes on at its old offset after a truncation, a
+    // line after it, a line of NULs only (an empty line), one more line.
+    let mut data = b"{\"n\":1}\n".to_vec();
+    data.extend(std::iter::repeat_n(0u8, 4096));
+    let second = data.len() as i64;
+    data.extend_from_slice(b"{\"n\":2}\n\0\0\n");
+    let third = data.len() as i64;
+    data.extend_from_slice(b"{\"n\":3}\n");
+    std::fs::write(env.log("app.jsonl"), &data).unwrap();
+    env.db.wait_rows(3, Some(&mut d));
+    let got: Vec<(i64, serde_json::Value)> = env
+        .db
+        .events()
+        .iter()
+        .map(|e| (e.file_offset, fields(e)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, serde_json::json!({"n": 1})),
+            (second, serde_json::json!({"n": 2})),
+            (third, serde_json::json!({"n": 3})),
+        ]
+    );
+    let m = scrape(addr);
+    assert_eq!(counted(&m), Some(4098.0), "{}", m.text);
+    d.sigterm();
+    d.assert_exit_ok();
 }

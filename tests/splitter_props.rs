@@ -7,7 +7,8 @@
 //! - the result is the one a plain reference model of README's "What happens to each line"
 //!   gives;
 //! - the boundary never covers a partial line, and the pending bytes are exactly the bytes after
-//!   it;
+//!   it (a partial line's leading NUL bytes are dropped, so covered);
+//! - a run of NUL bytes at the start of a line is dropped, counted, and the line starts after it;
 //! - each line's offset and bytes are found in the input, followed by `\n` or `\r\n`
 //!   (lines within the limit), so offsets + lengths reconstruct the input.
 //!
@@ -24,6 +25,8 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 struct Split {
     lines: Vec<(u64, Vec<u8>, Option<u64>)>,
     empty: u64,
+    /// NUL bytes dropped at the start of lines.
+    nul: u64,
     boundary: u64,
     pending: u64,
 }
@@ -52,6 +55,7 @@ fn drain(out: &mut LinesOut, acc: &mut Split) {
         "no stray bytes in the batch buffer"
     );
     acc.empty += u64::from(out.empty_lines);
+    acc.nul += out.nul_bytes;
 }
 
 /// Feeds `data` (starting at file offset `start`) in chunks of the given sizes (used in turn),
@@ -62,6 +66,7 @@ fn split(data: &[u8], start: u64, max: usize, chunks: &[usize], flushes: &[bool]
     let mut acc = Split {
         lines: vec![],
         empty: 0,
+        nul: 0,
         boundary: 0,
         pending: 0,
     };
@@ -89,7 +94,14 @@ fn split(data: &[u8], start: u64, max: usize, chunks: &[usize], flushes: &[bool]
 fn model(data: &[u8], start: u64, max: usize) -> Split {
     let mut lines = vec![];
     let mut empty = 0;
+    let mut nul = 0;
     let mut pos = 0usize;
+    let skip_nul = |pos: &mut usize, nul: &mut u64| {
+        let n = data[*pos..].iter().take_while(|&&b| b == 0).count();
+        *pos += n;
+        *nul += n as u64;
+    };
+    skip_nul(&mut pos, &mut nul);
     while let Some(i) = data[pos..].iter().position(|&b| b == b'\n') {
         let mut seg = &data[pos..pos + i];
         let mut offset = start + pos as u64;
@@ -108,10 +120,12 @@ fn model(data: &[u8], start: u64, max: usize) -> Split {
             lines.push((offset, seg.to_vec(), None));
         }
         pos += i + 1;
+        skip_nul(&mut pos, &mut nul);
     }
     Split {
         lines,
         empty,
+        nul,
         boundary: start + pos as u64,
         pending: (data.len() - pos) as u64,
     }
@@ -122,10 +136,22 @@ fn check_invariants(data: &[u8], start: u64, max: usize, got: &Split) -> Result<
     // The boundary is just past the last `\n`: it never covers a partial line.
     let covered = (got.boundary - start) as usize;
     let last_nl = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    prop_assert_eq!(covered, last_nl, "boundary");
+    let leading_nul = data[last_nl..].iter().take_while(|&&b| b == 0).count();
+    prop_assert_eq!(covered, last_nl + leading_nul, "boundary");
     prop_assert_eq!(got.pending, (data.len() - covered) as u64, "pending bytes");
     // Every `\n` in the covered part ends exactly one line or one empty line.
     let newlines = data[..covered].iter().filter(|&&b| b == b'\n').count() as u64;
+    // Every NUL byte dropped starts a line (the file's, or one after a `\n`).
+    let mut line_start = true;
+    let mut nul = 0u64;
+    for &b in data {
+        if line_start && b == 0 {
+            nul += 1;
+        } else {
+            line_start = b == b'\n';
+        }
+    }
+    prop_assert_eq!(got.nul, nul, "NUL bytes dropped");
     prop_assert_eq!(
         got.lines.len() as u64 + got.empty,
         newlines,

@@ -29,6 +29,8 @@
 //!   `LOGBELT_REQUIRE_LOGROTATE=1`).
 //! - [`formats`]: text formats per source (nginx, syslog, logfmt, regex, CRI, multiline) on real
 //!   samples in `tests/data/formats`; lines that do not match; CRI and multiline across restarts.
+//! - [`corpus_text`]: whole real text logs in `tests/data/corpus-text` (nginx, syslog, logfmt,
+//!   RabbitMQ, Java, Python, PostgreSQL) with the exact event counts of its `PROVENANCE.md`.
 //! - [`retention`]: expiry by age and size, pruning gone files' rows, PostgreSQL partitions and
 //!   the conversion of an unpartitioned database.
 //! - [`diskfull`]: SQLite on a full tmpfs: a pause, not a loss (skipped without root, or failing
@@ -51,6 +53,7 @@ mod bad_input;
 mod chaos;
 mod cli;
 mod corpus;
+mod corpus_text;
 mod diskfull;
 #[cfg(feature = "fault-injection")]
 mod faults;

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
 use crate::child::{Exit, Logbelt};
-use crate::db::{wait_rows, write_config, Db};
+use crate::db::{wait_rows, write_config, Db, DbSpec};
 use crate::input::LineGen;
 use crate::options::Backend;
 use crate::util::{fmt_int, fmt_mib, now_micros, parse_rfc3339_micros, progress};
@@ -64,15 +64,7 @@ fn measure(bench: &mut Bench, backend: Backend) -> Result<Result_, String> {
         &format!("{}/*.jsonl", logs.display()),
         &format!("[pipeline]\nflush_interval_ms = {FLUSH_INTERVAL_MS}\n"),
     );
-    let mut child = Logbelt::spawn(&config, false, &dir.join("logbelt.log"))?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut db = spec.connect_when_migrated(deadline)?;
-    wait_rows(&mut db, &mut child, 1, deadline)?;
-
-    let mut file = fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .map_err(|e| format!("open {}: {e}", path.display()))?;
+    let (mut child, mut db, mut file) = follow_warm_up(&spec, &config, &path)?;
     let n = append_at_rate(bench, &mut file, &path, &mut gen, &mut child)?;
     wait_rows(
         &mut db,
@@ -106,6 +98,25 @@ fn measure(bench: &mut Bench, backend: Backend) -> Result<Result_, String> {
         latencies,
         exit,
     })
+}
+
+/// Starts `logbelt run` with `config` and waits until it stored the one warm-up row that `path`
+/// holds: the child, the database, and `path` open for appending.
+pub fn follow_warm_up(
+    spec: &DbSpec,
+    config: &std::path::Path,
+    path: &std::path::Path,
+) -> Result<(Logbelt, Db, fs::File), String> {
+    let log = config.with_file_name("logbelt.log");
+    let mut child = Logbelt::spawn(config, false, &log)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut db = spec.connect_when_migrated(deadline)?;
+    wait_rows(&mut db, &mut child, 1, deadline)?;
+    let file = fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("open {}: {e}", path.display()))?;
+    Ok((child, db, file))
 }
 
 /// Appends `--latency-rate` timed lines a second for `--latency-secs` to `file` (one write(2)

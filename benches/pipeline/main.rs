@@ -3,7 +3,8 @@
 //!
 //! ```sh
 //! cargo bench --bench pipeline -- [--lines N] [--backend sqlite|postgres|both]
-//!                                 [--only throughput|stall|latency|idle|retention[,…]] [--runs 3]
+//!                                 [--only throughput|stall|latency|idle|retention|formats[,…]]
+//!                                 [--runs 3]
 //!                                 [--stall-secs 10] [--latency-secs 30] [--latency-rate 100]
 //!                                 [--idle-files 1000] [--idle-secs 30] [--keep]
 //! ```
@@ -26,6 +27,9 @@
 //!    `--idle-secs`.
 //! 5. **Retention** (`retention.rs`, only with `--only retention`): rows/s with expiry running
 //!    against without, and commit p99 during a large expiry against without.
+//! 6. **Formats** (`formats.rs`, only with `--only formats`, SQLite): JSON, nginx_combined and
+//!    logfmt lines of the same events against the ceiling of the rows logbelt stored; the
+//!    latency of a multiline source with 5% stack-trace lines.
 //!
 //! Shared pieces: the command line (`options.rs`), the generated input (`input.rs`), the
 //! databases and logbelt's configs (`db.rs`), the child process (`child.rs`), and time,
@@ -38,6 +42,7 @@
 
 mod child;
 mod db;
+mod formats;
 mod idle;
 mod input;
 mod latency;
@@ -103,6 +108,7 @@ fn main() {
             Part::Latency => latency::run(&mut bench),
             Part::Idle => idle::run(&mut bench),
             Part::Retention => retention::run(&mut bench, input.as_ref().expect("input")),
+            Part::Formats => formats::run(&mut bench),
         }
     }
 

@@ -26,10 +26,11 @@ pub enum Part {
     Latency,
     Idle,
     Retention,
+    Formats,
 }
 
-/// The parts that run without `--only` (retention is asked for by name: it ingests the input
-/// four more times per backend).
+/// The parts that run without `--only` (retention and formats are asked for by name: they
+/// ingest the input several more times).
 const ALL_PARTS: [Part; 4] = [Part::Throughput, Part::Stall, Part::Latency, Part::Idle];
 
 /// `--backend`.
@@ -55,8 +56,8 @@ struct Args {
     /// Backends to measure [default: both when a PostgreSQL URL is set, else sqlite]
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
-    /// Parts to run, comma-separated: throughput, stall, latency, idle, retention [default: all
-    /// but retention]
+    /// Parts to run, comma-separated: throughput, stall, latency, idle, retention, formats
+    /// [default: all but retention and formats]
     #[arg(long, value_name = "PARTS", value_delimiter = ',', value_parser = part)]
     only: Vec<Part>,
     /// Throughput runs per backend (the median is reported)
@@ -171,8 +172,9 @@ fn part(text: &str) -> Result<Part, String> {
         "latency" => Ok(Part::Latency),
         "idle" => Ok(Part::Idle),
         "retention" => Ok(Part::Retention),
+        "formats" => Ok(Part::Formats),
         other => Err(format!(
-            "unknown part `{other}` (throughput, stall, latency, idle, retention)"
+            "unknown part `{other}` (throughput, stall, latency, idle, retention, formats)"
         )),
     }
 }

@@ -25,14 +25,14 @@ use crate::{Bench, HOST, SOURCE};
 const COPY_CHUNK_ROWS: usize = 10_000;
 
 /// One row as logbelt would store it, extracted before the ceiling's timing starts.
-struct Row<'a> {
-    offset: i64,
-    ts_micros: Option<i64>,
-    ts_text: Option<String>,
-    level: Option<String>,
-    message: Option<String>,
+pub struct Row<'a> {
+    pub offset: i64,
+    pub ts_micros: Option<i64>,
+    pub ts_text: Option<String>,
+    pub level: Option<String>,
+    pub message: Option<String>,
     /// The line itself (logbelt stores the whole object as written).
-    fields: &'a str,
+    pub fields: &'a str,
 }
 
 #[derive(serde::Deserialize)]
@@ -153,11 +153,25 @@ fn logbelt_once(
     label: &str,
     input: &Input,
 ) -> Result<(Duration, Exit), String> {
+    once_into_fresh(bench, backend, label, (&input.include(), ""), input.lines)
+        .map(|(time, exit, _)| (time, exit))
+}
+
+/// `logbelt run --once` into a fresh database with the source's `include` and `extra` keys
+/// (`(include, extra)`), which must store `lines` rows and no dead letter: wall time, exit
+/// and the database.
+pub fn once_into_fresh(
+    bench: &mut Bench,
+    backend: Backend,
+    label: &str,
+    (include, extra): (&str, &str),
+    lines: usize,
+) -> Result<(Duration, Exit, DbSpec), String> {
     let (spec, dir) = bench.fresh(backend, label)?;
-    let config = write_config(&dir, &spec, &input.include(), "");
+    let config = write_config(&dir, &spec, include, extra);
     let start = Instant::now();
     let mut child = Logbelt::spawn(&config, true, &dir.join("logbelt.log"))?;
-    let exit = child.wait(ingest_deadline(input.lines))?;
+    let exit = child.wait(ingest_deadline(lines))?;
     let time = start.elapsed();
     if exit.code != Some(0) {
         return Err(format!(
@@ -168,19 +182,18 @@ fn logbelt_once(
     }
     let mut db = spec.connect()?;
     let (events, dead) = (db.events()?, db.dead_letters()?);
-    if events != input.lines as i64 || dead != 0 {
+    if events != lines as i64 || dead != 0 {
         return Err(format!(
-            "logbelt stored {events} rows and {dead} dead letters, expected {} rows",
-            input.lines
+            "logbelt stored {events} rows and {dead} dead letters, expected {lines} rows"
         ));
     }
-    Ok((time, exit))
+    Ok((time, exit, spec))
 }
 
 /// SQLite's ceiling: one prepared INSERT reused for every row, in one transaction, WAL and
 /// `synchronous=NORMAL` as logbelt sets them. Times prepare, inserts, commit and close (the
 /// close checkpoints the WAL, as logbelt's exit does).
-fn sqlite_ceiling(path: &Path, rows: &[Row<'_>]) -> Result<Duration, String> {
+pub fn sqlite_ceiling(path: &Path, rows: &[Row<'_>]) -> Result<Duration, String> {
     let conn = open_sqlite(path)?;
     let exec = |sql: &str| conn.execute_batch(sql).map_err(|e| format!("{sql}: {e}"));
     exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;

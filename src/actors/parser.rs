@@ -104,7 +104,7 @@ impl Parser {
             dead_letters,
             ..
         } = rows;
-        let batch = RecordBatch {
+        let mut batch = RecordBatch {
             buf: out,
             records,
             dead_letters,
@@ -112,6 +112,7 @@ impl Parser {
             bytes: 0,
             position,
         };
+        default_level(&mut batch, source);
         self.writer.forward(ctx, Records(batch));
     }
 }
@@ -135,7 +136,7 @@ impl Handler<Lines> for Parser {
             panic!("fault injection: parser panics on batch {}", self.batches);
         }
         let source = self.formats.get(&batch.position.file.source);
-        let records = if let Some(multiline) = &source.multiline {
+        let mut records = if let Some(multiline) = &source.multiline {
             let id = batch.position.file.id;
             let timeout = multiline.timeout;
             let mut pending = self.multi.remove(&id).unwrap_or_default();
@@ -159,6 +160,7 @@ impl Handler<Lines> for Parser {
         } else {
             parse_batch(batch, source, self.max_line_bytes)
         };
+        default_level(&mut records, source);
         self.writer.forward(ctx, Records(records));
     }
 }
@@ -193,6 +195,17 @@ pub fn parse_batch(batch: LineBatch, source: &SourceParser, max_line_bytes: usiz
             parse_json_batch(batch, &source.settings, max_line_bytes)
         }
         _ => parse_text_batch(batch, source, max_line_bytes),
+    }
+}
+
+/// Gives `source`'s `default_level` to the records whose line gave no level (a text event
+/// too).
+fn default_level(batch: &mut RecordBatch, source: &SourceParser) {
+    let Some(level) = &source.default_level else {
+        return;
+    };
+    for r in batch.records.iter_mut().filter(|r| r.level.is_none()) {
+        r.level = Some(Text::from_cow(std::borrow::Cow::Borrowed(level), &[], 0));
     }
 }
 
@@ -388,6 +401,41 @@ mod tests {
         }
     }
 
+    #[test]
+    fn default_level_goes_to_events_without_one() {
+        let settings = ParseSettings {
+            sources: vec![SourceFormat {
+                source: "clef".to_owned(),
+                format: Format::Json,
+                timestamp_formats: TimestampFormats::default(),
+                on_mismatch: OnMismatch::Text,
+                multiline: None,
+                default_level: Some("info".to_owned()),
+            }],
+            ..ParseSettings::default()
+        };
+        let f = Formats::new(&settings);
+        let lines: &[&[u8]] = &[
+            br#"{"@t":"2026-11-27T13:40:00Z","@mt":"Information omits @l"}"#,
+            br#"{"@t":"2026-11-27T13:40:00Z","@mt":"w","@l":"Warning"}"#,
+            b"not JSON: a text event",
+        ];
+        let mut out = parse_batch(batch("clef", lines), f.get("clef"), 1 << 20);
+        default_level(&mut out, f.get("clef"));
+        let levels: Vec<&str> = out
+            .records
+            .iter()
+            .map(|r| r.level.as_ref().unwrap().get(&out.buf))
+            .collect();
+        assert_eq!(levels, ["info", "warn", "info"]);
+        // Without default_level, nothing changes.
+        let f = formats(&[("clef", Format::Json, OnMismatch::Text)]);
+        let mut out = parse_batch(batch("clef", lines), f.get("clef"), 1 << 20);
+        default_level(&mut out, f.get("clef"));
+        let none = out.records.iter().filter(|r| r.level.is_none()).count();
+        assert_eq!(none, 2);
+    }
+
     fn formats(specs: &[(&str, Format, OnMismatch)]) -> Formats {
         let settings = ParseSettings {
             sources: specs
@@ -398,6 +446,7 @@ mod tests {
                     timestamp_formats: TimestampFormats::default(),
                     on_mismatch: *on_mismatch,
                     multiline: None,
+                    default_level: None,
                 })
                 .collect(),
             ..ParseSettings::default()
@@ -604,6 +653,7 @@ mod tests {
                 max_bytes: 1 << 20,
                 timeout: std::time::Duration::from_secs(1),
             }),
+            default_level: None,
         };
         SourceParser::new(&ParseSettings::default(), &spec)
     }

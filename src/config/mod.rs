@@ -262,6 +262,10 @@ pub struct SourceConfig {
     /// default) or `"text"` (an event `{"message": line}`).
     #[serde(default, deserialize_with = "read::<OnMismatch, _>")]
     pub on_mismatch: OnMismatch,
+    /// `default_level`: the level of an event whose line gives none (CLEF omits `@l` for
+    /// Information; RFC 3164 files hold no priority), normalised like a line's level.
+    #[serde(default, deserialize_with = "read::<rules::DefaultLevel, _>")]
+    pub default_level: Option<String>,
     /// `[sources.multiline]`: lines joined into one event.
     #[serde(default, deserialize_with = "multiline_table")]
     pub multiline: Option<MultilineConfig>,

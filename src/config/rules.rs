@@ -17,7 +17,9 @@ mod globs;
 mod source_format;
 
 pub(super) use globs::{exclude, IncludePattern};
-pub(super) use source_format::{default_format, FormatName, Pattern, TimestampFormatList};
+pub(super) use source_format::{
+    default_format, DefaultLevel, FormatName, Pattern, TimestampFormatList,
+};
 
 use super::error::{span_of, ConfigError, File, Step};
 use super::kinds::{wrong, Found, Item, Kind, Table};
@@ -421,6 +423,7 @@ pub(super) fn across(
             format: s.format.clone(),
             timestamp_formats: s.timestamp_format.clone(),
             on_mismatch: s.on_mismatch,
+            default_level: s.default_level.clone(),
             multiline: s.multiline.as_ref().and_then(|m| {
                 let rule = match (&m.start, &m.continue_) {
                     (Some(re), _) => MultilineRule::Start(re.clone()),

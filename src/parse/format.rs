@@ -284,6 +284,8 @@ pub struct SourceFormat {
     pub timestamp_formats: TimestampFormats,
     pub on_mismatch: OnMismatch,
     pub multiline: Option<Multiline>,
+    /// `default_level`: the level of an event whose line gives none (normalised).
+    pub default_level: Option<String>,
 }
 
 /// What the parser needs for the lines of one source.
@@ -293,6 +295,8 @@ pub struct SourceParser {
     pub format: Format,
     pub on_mismatch: OnMismatch,
     pub multiline: Option<Multiline>,
+    /// The level of an event whose line gives none.
+    pub default_level: Option<String>,
     /// The `[parse]` field names, with this source's `timestamp_format`.
     pub settings: ParseSettings,
     /// `regex`: the names of the pattern's named groups, by group index.
@@ -314,6 +318,7 @@ impl SourceParser {
             format: spec.format.clone(),
             on_mismatch: spec.on_mismatch,
             multiline: spec.multiline.clone(),
+            default_level: spec.default_level.clone(),
             settings: ParseSettings {
                 timestamp_formats: spec.timestamp_formats.clone(),
                 sources: Vec::new(),
@@ -354,6 +359,7 @@ impl Formats {
                 timestamp_formats: settings.timestamp_formats.clone(),
                 on_mismatch: OnMismatch::DeadLetter,
                 multiline: None,
+                default_level: None,
             },
         );
         Formats {
@@ -560,6 +566,7 @@ pub(super) mod tests {
             .unwrap(),
             on_mismatch: OnMismatch::DeadLetter,
             multiline: None,
+            default_level: None,
         };
         SourceParser::new(&ParseSettings::default(), &spec)
     }

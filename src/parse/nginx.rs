@@ -333,10 +333,11 @@ fn split_context(message: &str) -> (&str, Vec<(&'static str, &str)>) {
             .min()
             .unwrap_or(after.len());
         let value = &after[..next];
+        // A quoted value without its closing quote was cut by nginx (its error line stops at
+        // 2 KB): the opening quote goes all the same.
         let value = value
             .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
+            .map_or(value, |v| v.strip_suffix('"').unwrap_or(v));
         pairs.push((*key, value));
         rest = after.get(next + 2..).unwrap_or("");
     }
@@ -449,6 +450,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.level.as_deref(), Some("fatal"));
+        // Cut at nginx's 2 KB limit: no closing quote, no `host:`.
+        let (_, v) = run(
+            "2026/11/27 13:38:11 [info] 1#1: *789 client sent too long URI while reading client \
+             request line, client: 127.0.0.1, server: localhost, request: \"GET /aaaa",
+            &p,
+        )
+        .unwrap();
+        assert_eq!(
+            (v["request"].as_str(), v.get("host")),
+            (Some("GET /aaaa"), None)
+        );
         for bad in [
             "hello",
             "2026/11/27 13:38:11 error 1#1: x",

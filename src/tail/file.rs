@@ -42,6 +42,8 @@ pub struct FileTail {
     /// A new file not yet told apart from a copy (see [`super::copies`]): its first bytes decide,
     /// when they arrive, whether it is new, continues truncated content, or waits.
     pub unsettled: bool,
+    /// Emit empty lines instead of only counting them (a multiline source's events hold them).
+    pub keep_empty_lines: bool,
 }
 
 /// What [`FileTail::changed`] found.
@@ -87,11 +89,11 @@ struct Cursor {
 }
 
 impl Cursor {
-    fn at(offset: u64, max_line_bytes: usize) -> Self {
+    fn at(offset: u64, max_line_bytes: usize, keep_empty_lines: bool) -> Self {
         Cursor {
             read: offset,
             sent: offset,
-            splitter: LineSplitter::new(offset, max_line_bytes),
+            splitter: LineSplitter::new(offset, max_line_bytes).keep_empty_lines(keep_empty_lines),
             out: LinesOut::default(),
             orphaned_since: None,
             woke: None,
@@ -100,10 +102,10 @@ impl Cursor {
     }
 
     /// Reads on from `offset`, a line boundary, forgetting what was split but not sent.
-    fn restart_at(&mut self, offset: u64, max_line_bytes: usize) {
+    fn restart_at(&mut self, offset: u64) {
         self.read = offset;
         self.sent = offset;
-        self.splitter = LineSplitter::new(offset, max_line_bytes);
+        self.splitter = self.splitter.restarted_at(offset);
         self.out = LinesOut::default();
     }
 }
@@ -121,7 +123,11 @@ impl From<Stop> for EndReason {
 impl FileTail {
     /// Runs until the file is done with (see [`EndReason`]).
     pub async fn run(mut self, ctx: TailTaskCtx) -> TailEnd {
-        let mut cur = Cursor::at(self.offset, ctx.settings.max_line_bytes);
+        let mut cur = Cursor::at(
+            self.offset,
+            ctx.settings.max_line_bytes,
+            self.keep_empty_lines,
+        );
         let reason = loop {
             if let Err(reason) = self.turn(&ctx, &mut cur).await {
                 break reason;
@@ -172,7 +178,7 @@ impl FileTail {
             match settled {
                 Ok(Settle::Read) if cur.read == self.offset => {}
                 Ok(Settle::Read) => {
-                    cur.restart_at(self.offset, ctx.settings.max_line_bytes);
+                    cur.restart_at(self.offset);
                     return Ok(());
                 }
                 Ok(Settle::Wait) => n = 0,
@@ -252,7 +258,7 @@ impl FileTail {
             id: super::new_file_id(),
             source: self.meta.source.clone(),
         });
-        cur.restart_at(0, ctx.settings.max_line_bytes);
+        cur.restart_at(0);
         self.head.clear();
         ctx.contents.set_head(self.key, &self.head);
         Ok(())
@@ -556,6 +562,7 @@ impl FileTail {
             lines.lines.len() + lines.empty_lines as usize,
             bytes,
         );
+        crate::metrics::nul_bytes_dropped(path, lines.nul_bytes);
         let position = self.position(path, offset, false);
         self.hand_over(ctx, lines, bytes, position).await?;
         self.recorded_path = Some(path.clone());

@@ -5,7 +5,11 @@
 //! - A line without its newline is not a line yet: it stays pending, and its bytes are not
 //!   covered by [`LineSplitter::boundary`], so a restart reads it again.
 //! - A UTF-8 BOM at the very start of the file is skipped.
-//! - Empty lines are counted, not emitted.
+//! - Empty lines are counted, not emitted (unless [`LineSplitter::keep_empty_lines`]: a
+//!   multiline source's blank lines belong to its events, and are emitted as empty lines).
+//! - A run of NUL bytes at the start of a line (the hole a `copytruncate` race leaves: the writer
+//!   goes on at its old offset in the truncated file) is dropped and counted in
+//!   [`LinesOut::nul_bytes`]; the line starts after it, whatever its length.
 //! - A line longer than `max_line_bytes` keeps only its first `max_line_bytes` bytes (memory stays
 //!   bounded however long the line is) and is emitted as too long, with its full length.
 
@@ -19,6 +23,8 @@ pub struct LinesOut {
     pub buf: Vec<u8>,
     pub lines: Vec<LineRef>,
     pub empty_lines: u32,
+    /// NUL bytes dropped at the start of lines.
+    pub nul_bytes: u64,
 }
 
 impl LinesOut {
@@ -53,6 +59,8 @@ pub struct LineSplitter {
     /// The last byte of the pending line seen so far (a `\r` there is dropped if `\n` follows),
     /// kept even when the line is too long to keep its bytes.
     last: Option<u8>,
+    /// Emit empty lines (as lines without bytes) instead of only counting them.
+    keep_empty: bool,
 }
 
 impl LineSplitter {
@@ -64,7 +72,22 @@ impl LineSplitter {
             line_len: 0,
             partial: Vec::new(),
             last: None,
+            keep_empty: false,
         }
+    }
+
+    /// Empty lines are emitted as lines (of no bytes), not only counted: for a multiline source,
+    /// whose events hold their blank lines.
+    #[must_use]
+    pub fn keep_empty_lines(mut self, keep: bool) -> Self {
+        self.keep_empty = keep;
+        self
+    }
+
+    /// A splitter like this one whose next byte is at `offset` (a line boundary).
+    #[must_use]
+    pub fn restarted_at(&self, offset: u64) -> Self {
+        LineSplitter::new(offset, self.max_line_bytes).keep_empty_lines(self.keep_empty)
     }
 
     /// Offset just past the last complete line: where reading resumes after a restart.
@@ -87,6 +110,7 @@ impl LineSplitter {
     /// a transaction, within `batch_rows` however short the lines are.
     pub fn feed_until(&mut self, chunk: &[u8], out: &mut LinesOut, max_lines: usize) -> usize {
         let mut rest = chunk;
+        self.skip_nul_bytes(&mut rest, out);
         while let Some(i) = memchr::memchr(b'\n', rest) {
             let segment = &rest[..i];
             if self.line_len == 0 {
@@ -100,12 +124,25 @@ impl LineSplitter {
                 self.partial.clear();
             }
             rest = &rest[i + 1..];
+            self.skip_nul_bytes(&mut rest, out);
             if out.lines.len() >= max_lines {
                 return chunk.len() - rest.len();
             }
         }
         self.append(rest);
         chunk.len()
+    }
+
+    /// At the start of a line, drops the NUL bytes `rest` starts with: the line starts after
+    /// them.
+    fn skip_nul_bytes(&mut self, rest: &mut &[u8], out: &mut LinesOut) {
+        if self.line_len != 0 || rest.first() != Some(&0) {
+            return;
+        }
+        let n = rest.iter().take_while(|b| **b == 0).count();
+        *rest = &rest[n..];
+        self.line_start += n as u64;
+        out.nul_bytes += n as u64;
     }
 
     fn append(&mut self, bytes: &[u8]) {
@@ -136,7 +173,9 @@ impl LineSplitter {
             }
             len -= 1;
         }
-        if len == 0 {
+        if len == 0 && self.keep_empty {
+            out.push(offset, &[], None);
+        } else if len == 0 {
             out.empty_lines += 1;
         } else if len > self.max_line_bytes as u64 {
             out.push(
@@ -224,6 +263,52 @@ mod tests {
         let (lines, _, _) = split_all(b"12345\r\n123456\n", 3, 5);
         assert_eq!(lines[0], (0, b"12345".to_vec(), None));
         assert_eq!(lines[1], (7, b"12345".to_vec(), Some(6)));
+    }
+
+    #[test]
+    fn nul_bytes_before_a_line_are_dropped_and_counted_whatever_the_reads() {
+        let data = b"{}\n\0\0\0\0{\"a\":1}\n\0\0\n\0x\0\n";
+        for chunk in 1..=data.len() {
+            let mut s = LineSplitter::new(0, 64);
+            let mut out = LinesOut::default();
+            for c in data.chunks(chunk) {
+                s.feed(c, &mut out);
+            }
+            let lines: Vec<(u64, &[u8])> = out
+                .lines
+                .iter()
+                .map(|l| {
+                    (
+                        l.offset,
+                        &out.buf[l.range.start as usize..l.range.end as usize],
+                    )
+                })
+                .collect();
+            // The line starts after its NULs; a NUL inside a line is content.
+            let want: Vec<(u64, &[u8])> = vec![(0, b"{}"), (7, b"{\"a\":1}"), (19, b"x\0")];
+            assert_eq!(lines, want, "chunks of {chunk}");
+            assert_eq!(
+                (out.nul_bytes, out.empty_lines),
+                (7, 1),
+                "chunks of {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_multiline_sources_splitter_emits_empty_lines() {
+        let mut s = LineSplitter::new(0, 64).keep_empty_lines(true);
+        let mut out = LinesOut::default();
+        s.feed(b"a\n\n\r\nb\n", &mut out);
+        let offsets: Vec<(u64, u32)> = out
+            .lines
+            .iter()
+            .map(|l| (l.offset, l.range.len() as u32))
+            .collect();
+        assert_eq!(offsets, [(0, 1), (2, 0), (3, 0), (5, 1)]);
+        assert_eq!(out.empty_lines, 0);
+        let again = s.restarted_at(7);
+        assert!(again.keep_empty && again.boundary() == 7);
     }
 
     #[test]

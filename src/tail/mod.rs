@@ -420,6 +420,7 @@ impl Tailer {
             offset,
             head,
             unsettled,
+            keep_empty_lines: self.sources[source_idx].multiline.is_some(),
         };
         let ctx = TailTaskCtx {
             tx: self.tx.clone(),

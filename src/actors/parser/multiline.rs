@@ -34,8 +34,10 @@ pub(super) fn emit_pending(
     let Some(offset) = pending.start.take() else {
         return;
     };
-    let text = std::mem::take(&mut pending.text);
+    let mut text = std::mem::take(&mut pending.text);
     pending.lines = 0;
+    // Blank lines that end an event (a Java record's closing blank line) are not its text.
+    text.truncate(text.trim_end_matches('\n').len());
     let start = rows.out.len();
     let event: Result<Event<'_>, DeadLetterReason> = match &source.format {
         Format::Json => {
@@ -82,8 +84,9 @@ pub(super) fn emit_pending(
 /// source's `start` or `continue` pattern); an event is stored once the next one starts, when
 /// it reaches `max_lines` or `max_bytes` (the rest starts a new one), when the file is
 /// forgotten, or after `timeout_ms` without a line (`Parser::quiet`). The joined text is then
-/// read by the source's format. A line that is not UTF-8 or too long ends the pending event
-/// and is a dead letter.
+/// read by the source's format. A blank line continues the open event (one before any event is
+/// only counted); an event's trailing blank lines are dropped from its text. A line that is
+/// not UTF-8 or too long ends the pending event and is a dead letter.
 pub fn parse_multiline_batch(
     mut batch: LineBatch,
     source: &SourceParser,
@@ -127,7 +130,16 @@ pub fn parse_multiline_batch(
                 continue;
             }
         };
-        if pending.start.is_some() && !multiline.rule.starts(text) {
+        if text.is_empty() {
+            // A blank line (the tailer keeps them for multiline sources) continues the open
+            // event, never starts one: a Python traceback's blank lines are in its event.
+            if pending.start.is_some() {
+                pending.text.push('\n');
+                pending.lines += 1;
+            } else {
+                batch.empty_lines += 1;
+            }
+        } else if pending.start.is_some() && !multiline.rule.starts(text) {
             pending.text.push('\n');
             pending.text.push_str(text);
             pending.lines += 1;

@@ -1,12 +1,14 @@
-//! How a source's lines are read: `format`, `pattern`, `timestamp_format`, `on_mismatch`.
+//! How a source's lines are read: `format`, `pattern`, `timestamp_format`, `on_mismatch`,
+//! `default_level`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de;
 
 use super::{non_empty, text};
 use crate::config::kinds::{wrong, Found, Item, Kind, List};
-use crate::parse::{Format, OnMismatch, TimestampFormats};
+use crate::parse::{normalize_level, Format, LevelValue, OnMismatch, TimestampFormats};
 
 /// `sources[].format`: one of [`Format::NAMES`].
 pub(in crate::config) struct FormatName;
@@ -135,6 +137,25 @@ impl Kind for TimestampFormatList {
     fn array<'de, A: de::SeqAccess<'de>>(seq: A) -> Result<TimestampFormats, A::Error> {
         let texts = List::<Strftime>::array(seq)?;
         TimestampFormats::new(texts).map_err(<A::Error as de::Error>::custom)
+    }
+}
+
+/// `sources[].default_level`: a level name, normalised as a line's level is (`"Information"`
+/// is `info`, `"WARNING"` is `warn`, an unknown name is kept lower-cased).
+pub(in crate::config) struct DefaultLevel;
+
+impl Kind for DefaultLevel {
+    type Value = Option<String>;
+
+    fn expected(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a level name such as \"info\"")
+    }
+
+    fn scalar<E: de::Error>(found: Found) -> Result<Option<String>, E> {
+        let name = non_empty::<Self, E>(found, "level name")?;
+        let level = normalize_level(LevelValue::Text(Cow::Borrowed(&name)), false)
+            .ok_or_else(|| E::custom(format_args!("expected a level name, found {name:?}")))?;
+        Ok(Some(level.into_owned()))
     }
 }
 

@@ -27,7 +27,7 @@ fn unknown_key_in_source_lists_the_expected_keys() {
     let e = parse(text, PathBuf::from("/etc/logbelt.toml"), no_env()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "/etc/logbelt.toml:3:1: sources[0]: unknown key `inclde`, expected one of `name`, `include`, `exclude`, `start_at`, `follow_symlinks`, `format`, `pattern`, `timestamp_format`, `on_mismatch`, `multiline`"
+        "/etc/logbelt.toml:3:1: sources[0]: unknown key `inclde`, expected one of `name`, `include`, `exclude`, `start_at`, `follow_symlinks`, `format`, `pattern`, `timestamp_format`, `on_mismatch`, `default_level`, `multiline`"
     );
 }
 
@@ -474,6 +474,18 @@ fn source_formats_patterns_and_timestamp_formats() {
     assert_eq!(
         source_error("on_mismatch = \"drop\""),
         "/tmp/x/logbelt.toml:8:15: sources[0].on_mismatch: expected \"dead_letter\" or \"text\", found \"drop\""
+    );
+    assert_eq!(
+        source_error("default_level = \"\""),
+        "/tmp/x/logbelt.toml:8:17: sources[0].default_level: expected a non-empty level name, found \"\""
+    );
+    assert_eq!(
+        source_error("default_level = \"  \""),
+        "/tmp/x/logbelt.toml:8:17: sources[0].default_level: expected a level name, found \"  \""
+    );
+    assert_eq!(
+        source_error("default_level = 30"),
+        "/tmp/x/logbelt.toml:8:17: sources[0].default_level: expected a level name such as \"info\", found 30"
     );
 }
 

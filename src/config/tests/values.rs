@@ -524,6 +524,20 @@ fn source_formats_reach_the_parse_settings() {
     assert_eq!(app.on_mismatch, OnMismatch::Text);
     assert_eq!(config.sources[1].format, Format::NginxCombined);
     assert_eq!(config.sources[1].on_mismatch, OnMismatch::DeadLetter);
+    assert_eq!(app.default_level, None);
+    // default_level is normalised as a line's level is.
+    for (written, level) in [
+        ("Information", "info"),
+        ("WARNING", "warn"),
+        ("Audit", "audit"),
+    ] {
+        let config = load(&format!("{MINIMAL}default_level = \"{written}\"\n")).unwrap();
+        assert_eq!(config.sources[0].default_level.as_deref(), Some(level));
+        assert_eq!(
+            config.parse.sources[0].default_level.as_deref(),
+            Some(level)
+        );
+    }
     let names: Vec<(&str, &str)> = config
         .parse
         .sources
