@@ -151,7 +151,6 @@ pub fn serve(config: Config, options: &ServeOptions) -> Exit {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(web::QueryConfig::default())
                 .wrap(page::headers())
                 .configure(page::routes)
                 .configure(api::routes)

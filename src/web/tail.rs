@@ -1,7 +1,7 @@
 //! `GET /api/tail`: new matching events as Server-Sent Events, as they are committed.
 //!
 //! Each stream has its own task that polls the database every [`POLL`] for rows with an id
-//! above the last one sent (`query`'s filters, `q`, `level`, `source`, `host`, `field`; no time
+//! above the last ones dealt with ([`Position`]) (`query`'s filters, `q`, `level`, `source`, `host`, `field`; no time
 //! range: a tail is of what comes next). It starts after the newest row (or after the id in
 //! `Last-Event-ID`, which a reconnecting client sends). Every event is one message,
 //! `id: ROW_ID` and `data: ` the event as `query --json` prints it.
@@ -30,7 +30,7 @@ pub const POLL: Duration = Duration::from_millis(500);
 /// Open streams at most.
 pub const MAX_TAILS: usize = 16;
 /// Rows read per poll at most (more are read on the next poll, at once).
-pub const BATCH: i64 = 500;
+pub const BATCH: i64 = 1_000;
 /// Messages queued for one client at most.
 pub const BUFFER: usize = 1_024;
 /// How often an idle stream sends a comment.
@@ -108,17 +108,60 @@ fn send(tx: &mpsc::Sender<Bytes>, message: String) -> Sent {
     }
 }
 
+/// Where a stream is: the rows it has dealt with.
+///
+/// Row ids are handed out at insert, not at commit: with several PostgreSQL writers a row can
+/// become visible after one with a higher id. So the floor (every row at or below it is dealt
+/// with) lags one poll behind what was read, the rows above it are read again at the next
+/// poll, and the ids already sent there are remembered, to be sent once. A transaction has a
+/// poll interval to commit after a later one did.
+struct Position {
+    floor: i64,
+    /// What the floor becomes at the next poll.
+    pending: i64,
+    /// Ids above `floor` already sent (at most two polls' worth).
+    sent: std::collections::BTreeSet<i64>,
+}
+
+impl Position {
+    fn new(start: i64) -> Position {
+        Position {
+            floor: start,
+            pending: start,
+            sent: std::collections::BTreeSet::new(),
+        }
+    }
+
+    /// Whether `id` is new (and marks it sent).
+    fn fresh(&mut self, id: i64) -> bool {
+        id > self.floor && self.sent.insert(id)
+    }
+
+    /// After a poll that read up to `next`.
+    fn advance(&mut self, next: i64) {
+        self.floor = self.pending.max(self.floor);
+        self.pending = next;
+        let floor = self.floor;
+        self.sent.retain(|id| *id > floor);
+    }
+}
+
 /// The stream's task: polls, sends, and ends when the client is gone or too slow.
-async fn follow(slot: Slot, c: Arc<Conditions>, mut last: i64, tx: mpsc::Sender<Bytes>) {
+async fn follow(slot: Slot, c: Arc<Conditions>, start: i64, tx: mpsc::Sender<Bytes>) {
     let state = slot.0.clone();
     let mut quiet_since = Instant::now();
+    let mut at = Position::new(start);
+    let mut full = false;
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(POLL) => {}
-            () = tx.closed() => return,
+        // A full batch: more rows are waiting, read them at once.
+        if !full {
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                () = tx.closed() => return,
+            }
         }
         let conditions = c.clone();
-        let after = last;
+        let after = at.floor;
         let found = bounds::run(&state, move |config| {
             rows::newer(config, &conditions, after, BATCH)
         })
@@ -131,10 +174,16 @@ async fn follow(slot: Slot, c: Arc<Conditions>, mut last: i64, tx: mpsc::Sender<
                 if let Sent::Stop = send(&tx, format!("event: error\ndata: {msg}\n\n")) {
                     return;
                 }
+                full = false;
                 continue;
             }
         };
+        full = events.len() as i64 >= BATCH;
+        let mut sent = 0;
         for ev in &events {
+            if !at.fresh(ev.id) {
+                continue;
+            }
             let json = match events_json(std::slice::from_ref(ev)) {
                 Ok(j) => j,
                 Err(e) => {
@@ -147,9 +196,10 @@ async fn follow(slot: Slot, c: Arc<Conditions>, mut last: i64, tx: mpsc::Sender<
             if let Sent::Stop = send(&tx, format!("id: {}\ndata: {object}\n\n", ev.id)) {
                 return;
             }
+            sent += 1;
         }
-        last = next;
-        if !events.is_empty() {
+        at.advance(next);
+        if sent > 0 {
             quiet_since = Instant::now();
         } else if quiet_since.elapsed() >= KEEPALIVE {
             quiet_since = Instant::now();
@@ -157,5 +207,27 @@ async fn follow(slot: Slot, c: Arc<Conditions>, mut last: i64, tx: mpsc::Sender<
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_committed_late_below_the_last_one_is_still_sent_once() {
+        let mut at = Position::new(10);
+        // Poll 1 sees 11 and 13 (12 is not committed yet).
+        assert!(at.fresh(11) && at.fresh(13));
+        at.advance(13);
+        // Poll 2 reads above 10 again: 12 is new, 11 and 13 were sent.
+        assert_eq!(at.floor, 10);
+        assert!(!at.fresh(11) && at.fresh(12) && !at.fresh(13));
+        at.advance(13);
+        assert_eq!(at.floor, 13);
+        assert!(at.sent.is_empty());
+        // Nothing at or below the floor is sent again.
+        assert!(!at.fresh(12));
+        assert!(at.fresh(14));
     }
 }
