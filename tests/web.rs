@@ -382,3 +382,37 @@ fn access() {
 
 /// The deadline of a test that waits on the page.
 pub const PAGE_DEADLINE: Duration = DEADLINE;
+
+/// A tail client that stops reading is dropped (its stream ends), not buffered for: 100,000
+/// matching lines are committed while it reads nothing.
+#[test]
+fn a_slow_tail_client_is_dropped() {
+    let Some(env) = TestEnv::new(Backend::Sqlite) else {
+        return;
+    };
+    env.config().write(&env);
+    append_lines(&env.log("app.jsonl"), &["{\"msg\":\"start\"}".to_owned()]);
+    env.run_once();
+    let mut s = serve(&env, &free_addr().to_string(), &[], true);
+    let mut tail = Sse::open(s.addr, "/api/tail", &[]);
+    assert_eq!(tail.status, 200);
+    let mut run = env.start();
+    let lines: Vec<String> = (0..100_000)
+        .map(|i| {
+            json!({"level": "info", "msg": format!("flood {i}"), "pad": "x".repeat(200)})
+                .to_string()
+        })
+        .collect();
+    append_lines(&env.log("app.jsonl"), &lines);
+    s.daemon.wait_for_log("dropping a live-tail client");
+    // The stream ends without the last line.
+    let got = tail.read_until(DEADLINE, |_| false).unwrap_or_default();
+    assert!(tail.ended(), "the stream did not end");
+    assert!(
+        !got.iter().any(|d| d.contains("flood 99999")),
+        "{} events",
+        got.len()
+    );
+    run.sigint();
+    run.assert_exit_ok();
+}

@@ -158,6 +158,8 @@ pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
 pub struct Sse {
     reader: BufReader<TcpStream>,
     pub status: u16,
+    /// The server closed the stream.
+    ended: bool,
 }
 
 impl Sse {
@@ -172,7 +174,9 @@ impl Sse {
         let mut status = 0;
         let mut first = true;
         loop {
-            let line = read_line(&mut reader, deadline).expect("the response head");
+            let Line::Text(line) = read_line(&mut reader, deadline) else {
+                panic!("no response head");
+            };
             if first {
                 status = line
                     .split_whitespace()
@@ -184,7 +188,11 @@ impl Sse {
                 break;
             }
         }
-        Sse { reader, status }
+        Sse {
+            reader,
+            status,
+            ended: false,
+        }
     }
 
     /// The `data:` payloads of the messages read until `done` holds for what was read, or the
@@ -198,8 +206,13 @@ impl Sse {
         let end = Instant::now() + deadline;
         let mut data = Vec::new();
         while Instant::now() < end {
-            let Some(line) = read_line(&mut self.reader, end) else {
-                break;
+            let line = match read_line(&mut self.reader, end) {
+                Line::Text(l) => l,
+                Line::End => {
+                    self.ended = true;
+                    break;
+                }
+                Line::Deadline => break,
             };
             if let Some(d) = line.trim_end().strip_prefix("data: ") {
                 data.push(d.to_owned());
@@ -210,16 +223,28 @@ impl Sse {
         }
         None
     }
+
+    /// Whether the server has closed the stream (seen by a read).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
 }
 
-/// One line (with the read timeout retried until `deadline`); None at the end or deadline.
-fn read_line(reader: &mut BufReader<TcpStream>, deadline: Instant) -> Option<String> {
+enum Line {
+    Text(String),
+    /// The connection closed.
+    End,
+    Deadline,
+}
+
+/// One line (with the read timeout retried until `deadline`).
+fn read_line(reader: &mut BufReader<TcpStream>, deadline: Instant) -> Line {
     let mut line = Vec::new();
     while Instant::now() < deadline {
         match reader.read_until(b'\n', &mut line) {
-            Ok(0) => return None,
+            Ok(0) => return Line::End,
             Ok(_) if line.ends_with(b"\n") => {
-                return Some(String::from_utf8_lossy(&line).into_owned())
+                return Line::Text(String::from_utf8_lossy(&line).into_owned())
             }
             Ok(_) => {}
             Err(e)
@@ -230,5 +255,5 @@ fn read_line(reader: &mut BufReader<TcpStream>, deadline: Instant) -> Option<Str
             Err(e) => panic!("read the stream: {e}"),
         }
     }
-    None
+    Line::Deadline
 }
