@@ -252,4 +252,37 @@ fn page_in_chromium() {
         .unwrap_or_default()
         .contains("live=1"));
     run.assert_running();
+
+    // A server with a token: the page asks once, then keeps it for the tab.
+    let token = "browser-token-0123456789";
+    let locked = serve(
+        &env,
+        &free_addr().to_string(),
+        &[("LOGBELT_WEB_TOKEN", token)],
+        true,
+    );
+    let url = format!("http://{}/?range=1h", locked.addr);
+    b.goto(&url);
+    b.wait_for(
+        "the token prompt",
+        PAGE_DEADLINE,
+        "return !document.getElementById('token-box').hidden",
+    );
+    b.type_into("#token-input", &format!("{token}\u{E007}"));
+    assert_eq!(
+        b.wait_for("events with the token", PAGE_DEADLINE, LOADED),
+        json!(100)
+    );
+    b.goto(&url);
+    assert_eq!(
+        b.wait_for("events after a reload", PAGE_DEADLINE, LOADED),
+        json!(100)
+    );
+    assert_eq!(
+        b.js(
+            "return document.getElementById('token-box').hidden",
+            json!([])
+        ),
+        json!(true)
+    );
 }
