@@ -17,8 +17,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use crate::util::{
-    append_bytes, append_lines, free_addr, logbelt_command, wait_endpoint, Backend, Daemon,
-    TestEnv, DEADLINE,
+    append_bytes, append_lines, free_addr, logbelt_command, toml_str, wait_endpoint, wait_until,
+    write_config_with, Backend, Daemon, TestEnv, DEADLINE,
 };
 use http::{get, Sse};
 
@@ -415,4 +415,41 @@ fn a_slow_tail_client_is_dropped() {
     );
     run.sigint();
     run.assert_exit_ok();
+}
+
+/// `[web] listen` makes `run` serve the console too; SIGINT still drains `run`. A non-loopback
+/// address without a token stops `run` at start (exit 2).
+#[test]
+fn run_serves_the_console_with_web_listen() {
+    let Some(env) = TestEnv::new(Backend::Sqlite) else {
+        return;
+    };
+    let addr = free_addr();
+    write_config_with(
+        &env,
+        &env.config(),
+        &[("web", "listen", toml_str(&addr.to_string()))],
+    );
+    append_lines(
+        &env.log("app.jsonl"),
+        &["{\"msg\":\"served by run\"}".to_owned()],
+    );
+    let mut run = env.start();
+    wait_endpoint(addr, &mut run);
+    wait_until("the line through /api/events", DEADLINE, || {
+        let r = get(addr, "/api/events", &[]);
+        r.status == 200 && r.json()["events"][0]["message"] == json!("served by run")
+    });
+    run.sigint();
+    run.assert_exit_ok();
+
+    let open = format!("0.0.0.0:{}", free_addr().port());
+    write_config_with(&env, &env.config(), &[("web", "listen", toml_str(&open))]);
+    let mut refused = env.start();
+    assert_eq!(refused.wait_exit(DEADLINE).code(), Some(2));
+    assert!(
+        refused.stderr().contains("not a loopback address"),
+        "{}",
+        refused.stderr()
+    );
 }

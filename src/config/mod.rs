@@ -32,6 +32,7 @@ mod retention;
 mod rules;
 #[cfg(test)]
 mod tests;
+mod web;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -46,6 +47,7 @@ pub use error::{cap_echo, ConfigError, Location, ECHO_MAX_CHARS};
 use kinds::{default_int, default_ms, defaults, ranged, ranged_ms, read, table, Flag, List, Table};
 pub use retention::{shown_size, shown_span, RetentionConfig};
 use rules::{FieldName, Host, IncludePattern, Listen, SourceName};
+pub use web::WebConfig;
 
 use crate::parse::{Format, OnMismatch, SourceFormat, TimestampFormats};
 use crate::redact::redact;
@@ -91,6 +93,9 @@ pub struct Config {
     /// `[retention]`: how long rows are kept and how much room they may take.
     #[serde(default = "defaults", deserialize_with = "table")]
     pub retention: RetentionConfig,
+    /// `[web]`: the web console served by `run` too.
+    #[serde(default = "defaults", deserialize_with = "table")]
+    pub web: WebConfig,
 }
 
 /// `[database]`.

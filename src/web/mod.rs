@@ -140,26 +140,14 @@ pub fn serve(config: Config, options: &ServeOptions) -> Exit {
         crate::logging::report(&format!("logbelt: {e}"));
         return e.code;
     }
-    let state = web::Data::new(State {
-        config: Arc::new(config),
-        token,
-        queries: Arc::new(tokio::sync::Semaphore::new(bounds::MAX_QUERIES)),
-        tails: AtomicUsize::new(0),
-    });
+    let state = state(config, token);
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .wrap(page::headers())
-                .configure(page::routes)
-                .configure(api::routes)
-                .route("/api/tail", web::get().to(tail::tail))
-        })
-        .workers(2)
-        // A tail stream never ends by itself: do not wait for it on shutdown.
-        .shutdown_timeout(1)
-        .bind(&addrs[..])?;
+        let server = HttpServer::new(move || app(state.clone()))
+            .workers(2)
+            // A tail stream never ends by itself: do not wait for it on shutdown.
+            .shutdown_timeout(1)
+            .bind(&addrs[..])?;
         for a in server.addrs() {
             tracing::info!("serving the web console on http://{a}/");
         }
@@ -175,6 +163,87 @@ pub fn serve(config: Config, options: &ServeOptions) -> Exit {
             Exit::Runtime
         }
     }
+}
+
+fn state(config: Config, token: Option<String>) -> web::Data<State> {
+    web::Data::new(State {
+        config: Arc::new(config),
+        token,
+        queries: Arc::new(tokio::sync::Semaphore::new(bounds::MAX_QUERIES)),
+        tails: AtomicUsize::new(0),
+    })
+}
+
+/// The application: the page, the API, the tail, and the headers of every answer.
+fn app(
+    state: web::Data<State>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .wrap(page::headers())
+        .configure(page::routes)
+        .configure(api::routes)
+        .route("/api/tail", web::get().to(tail::tail))
+}
+
+/// `[web] listen` of `logbelt run`: checks access and binds now (a refusal or a taken port is
+/// reported before the pipeline starts), then serves from a thread of its own until the process
+/// ends. It leaves signals to `run` (no handler of its own).
+///
+/// # Errors
+/// The exit code and a one-line message: access refused (2), or the address cannot be bound or
+/// the thread started (1).
+pub fn serve_beside(config: &Config) -> Result<(), (Exit, String)> {
+    let Some(listen) = config.web.listen else {
+        return Ok(());
+    };
+    let options = ServeOptions {
+        listen: Some(listen.to_string()),
+        token_file: config.web.token_path(&config.base_dir),
+        token_env: std::env::var(TOKEN_VAR).ok(),
+    };
+    let usage = |e: String| (Exit::Usage, format!("web: {e}"));
+    let (_, token) = access(&options).map_err(usage)?;
+    let bounded = bounds::bounded(config.clone()).map_err(usage)?;
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| {
+        (
+            Exit::Runtime,
+            format!("web.listen: cannot listen on {listen}: {e}"),
+        )
+    })?;
+    let state = state(bounded, token);
+    std::thread::Builder::new()
+        .name("logbelt-web".into())
+        .spawn(move || {
+            let system = actix_web::rt::System::new();
+            let served = system.block_on(async move {
+                let server = HttpServer::new(move || app(state.clone()))
+                    .workers(1)
+                    .disable_signals()
+                    .shutdown_timeout(1)
+                    .listen(listener)?;
+                tracing::info!("serving the web console on http://{listen}/");
+                server.run().await
+            });
+            if let Err(e) = served {
+                tracing::error!(error = %e, "The web console stopped.");
+            }
+        })
+        .map_err(|e| {
+            (
+                Exit::Runtime,
+                format!("cannot start the web console's thread: {e}"),
+            )
+        })?;
+    Ok(())
 }
 
 #[cfg(test)]

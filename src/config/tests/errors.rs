@@ -35,7 +35,7 @@ fn unknown_key_in_source_lists_the_expected_keys() {
 fn unknown_key_at_top_level() {
     assert_eq!(
         error(&format!("foo = 1\n{MINIMAL}")),
-        "/tmp/x/logbelt.toml:1:1: unknown key `foo`, expected one of `database`, `agent`, `sources`, `pipeline`, `parse`, `shutdown`, `supervisor`, `metrics`, `retention`"
+        "/tmp/x/logbelt.toml:1:1: unknown key `foo`, expected one of `database`, `agent`, `sources`, `pipeline`, `parse`, `shutdown`, `supervisor`, `metrics`, `retention`, `web`"
     );
 }
 
