@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::webdriver::Browser;
 use super::{dataset, serve, Line, PAGE_DEADLINE};
-use crate::util::{append_lines, free_addr, wait_until, Backend, TestEnv, DEADLINE};
+use crate::util::{append_bytes, append_lines, free_addr, wait_until, Backend, TestEnv, DEADLINE};
 
 /// The number of rows once the page has finished loading (`false` while it loads).
 const LOADED: &str = "return document.body.dataset.loading === '0' \
@@ -80,6 +80,10 @@ fn page_in_chromium() {
     }
     let texts: Vec<String> = lines.iter().map(|l| l.json.clone()).collect();
     append_lines(&env.log("app.jsonl"), &texts);
+    append_bytes(
+        &env.log("app.jsonl"),
+        b"<img src=x onerror=\"window.__pwned='dead'\"> \xff\xfe\n",
+    );
     let mut run = env.start();
     run.wait_started();
     wait_until("every line stored", DEADLINE, || {
@@ -103,6 +107,83 @@ fn page_in_chromium() {
     if let Ok(path) = std::env::var("LOGBELT_WEB_SCREENSHOT") {
         std::fs::write(&path, b.screenshot()).expect("write the screenshot");
     }
+
+    // Infinite scroll: the next page comes when the end of the list is reached.
+    b.js("window.scrollTo(0, document.body.scrollHeight)", json!([]));
+    b.wait_for(
+        "the second page",
+        PAGE_DEADLINE,
+        "return document.getElementById('events').childElementCount === 200",
+    );
+
+    // A field value under a message becomes a filter (and goes into the URL).
+    b.click("#events li:first-child .kv");
+    let url = b.wait_for(
+        "the field filter",
+        PAGE_DEADLINE,
+        "return document.body.dataset.loading === '0' && location.search.includes('field=') \
+         && location.search",
+    );
+    let chip = b.js(
+        "return document.getElementById('chips').textContent",
+        json!([]),
+    );
+    assert!(
+        chip.as_str()
+            .unwrap_or_default()
+            .contains("http.status=200"),
+        "{chip} {url}"
+    );
+    b.click("#chips button");
+    b.wait_for(
+        "the filter removed",
+        PAGE_DEADLINE,
+        "return document.body.dataset.loading === '0' && !location.search.includes('field=')",
+    );
+
+    // Files and dead letters (the dead letter's bytes as text, nothing run).
+    search(&b, "req 2");
+    b.wait_for(
+        "the search",
+        PAGE_DEADLINE,
+        "return location.search.includes('q=req+2')",
+    );
+    b.click("#nav-files");
+    let files = b.wait_for(
+        "the files table",
+        PAGE_DEADLINE,
+        "return document.querySelector('#files-table tbody td:nth-child(3)')?.textContent",
+    );
+    assert_eq!(files, json!(env.log("app.jsonl").display().to_string()));
+    b.click("#nav-dead");
+    let dead = b.wait_for(
+        "the dead letter",
+        PAGE_DEADLINE,
+        "return document.querySelector('#dead-list li .text')?.textContent",
+    );
+    assert_eq!(
+        dead,
+        json!("<img src=x onerror=\"window.__pwned='dead'\"> \\xFF\\xFE")
+    );
+    assert_eq!(
+        b.js(
+            "return document.querySelectorAll('#dead-list img').length",
+            json!([])
+        ),
+        json!(0)
+    );
+    // Back to the events: the filters they had are kept.
+    b.click("#nav-events");
+    b.wait_for("the events again", PAGE_DEADLINE, LOADED);
+    let url = b.js("return location.search", json!([]));
+    assert!(
+        url.as_str().unwrap_or_default().contains("q=req+2"),
+        "{url}"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('q').value", json!([])),
+        json!("req 2")
+    );
 
     // `/` focuses the search box.
     b.js("document.activeElement.blur()", json!([]));

@@ -88,6 +88,8 @@ function shortTs(ts) {
 // State, kept in the URL
 // ---------------------------------------------------------------------------------------------
 
+let eventsSearch = '';  // the events view's URL query, kept while another view is shown
+
 const state = { q: '', levels: [], range: '1h', since: '', until: '', fields: [], source: '', host: '', live: false };
 
 function readUrl() {
@@ -116,7 +118,8 @@ function writeUrl() {
   if (state.source) u.set('source', state.source);
   if (state.host) u.set('host', state.host);
   if (state.live) u.set('live', '1');
-  history.replaceState(null, '', `${location.pathname}?${u}`);
+  eventsSearch = `?${u}`;
+  history.replaceState(null, '', `${location.pathname}${eventsSearch}`);
 }
 
 /** The API's filter parameters for the current state (`time`: with the time range). */
@@ -645,7 +648,7 @@ function start() {
     a.addEventListener('click', (ev) => {
       ev.preventDefault();
       const path = a.getAttribute('href');
-      history.pushState(null, '', path === '/' ? `/${location.pathname === '/' ? location.search : ''}` : path);
+      history.pushState(null, '', path === '/' ? `/${eventsSearch}` : path);
       show(viewOf(path));
     });
   }
