@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::inspect::filter::{Conditions, Dialect, Part, Sql};
 use crate::inspect::query::Event;
-use crate::inspect::{open, read_only, InspectError};
+use crate::inspect::{open, read_only, Db, InspectError};
 
 /// `ts` as `query` prints it (RFC 3339 UTC, 6 fractional digits), in SQL.
 fn ts_text(dialect: Dialect, column: &str) -> String {
@@ -69,17 +69,24 @@ const MAX_ID: &str = "SELECT coalesce(max(id), 0) AS n FROM log_events";
 /// id the next call may start after: the last event's when `limit` were found, else the
 /// newest row's (the rows between matched nothing; they are not read again).
 ///
+/// `db` is the caller's connection, kept between calls (a tail polls twice a second): opened
+/// when None, dropped after an error (the next call opens another).
+///
 /// # Errors
 /// A database that cannot be read.
-pub fn newer(
+pub(crate) fn newer(
+    db: &mut Option<Db>,
     config: &Config,
     c: &Conditions,
     after_id: i64,
     limit: i64,
 ) -> Result<(Vec<Event>, i64), InspectError> {
-    let mut db = open(&config.database)?;
-    let (rows, upto): (Vec<EventRow>, i64) = read_only(
-        &mut db,
+    let conn = match db {
+        Some(conn) => conn,
+        None => db.insert(open(&config.database)?),
+    };
+    let read = read_only(
+        conn,
         &config.database,
         |conn| {
             let upto = diesel::sql_query(MAX_ID).get_result::<MaxId>(conn)?.n;
@@ -91,7 +98,14 @@ pub fn newer(
             let sql = newer_sql(Dialect::Pg, c, after_id, upto, limit);
             Ok((sql.pg().load(conn)?, upto))
         },
-    )?;
+    );
+    let (rows, upto): (Vec<EventRow>, i64) = match read {
+        Ok(r) => r,
+        Err(e) => {
+            *db = None;
+            return Err(e);
+        }
+    };
     let next = match rows.last() {
         Some(r) if rows.len() as i64 >= limit => r.id,
         _ => upto.max(after_id),

@@ -151,6 +151,8 @@ async fn follow(slot: Slot, c: Arc<Conditions>, start: i64, tx: mpsc::Sender<Byt
     let state = slot.0.clone();
     let mut quiet_since = Instant::now();
     let mut at = Position::new(start);
+    // The stream's own connection, kept between polls.
+    let mut conn: Option<crate::inspect::Db> = None;
     let mut full = false;
     loop {
         // A full batch: more rows are waiting, read them at once.
@@ -162,10 +164,19 @@ async fn follow(slot: Slot, c: Arc<Conditions>, start: i64, tx: mpsc::Sender<Byt
         }
         let conditions = c.clone();
         let after = at.floor;
-        let found = bounds::run(&state, move |config| {
-            rows::newer(config, &conditions, after, BATCH)
+        let mut taken = conn.take();
+        let polled = bounds::run(&state, move |config| {
+            let found = rows::newer(&mut taken, config, &conditions, after, BATCH);
+            Ok((taken, found))
         })
         .await;
+        let found = match polled {
+            Ok((back, found)) => {
+                conn = back;
+                found.map_err(ApiError::from)
+            }
+            Err(e) => Err(e),
+        };
         let (events, next) = match found {
             Ok(found) => found,
             Err(e) => {
