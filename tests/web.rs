@@ -1,9 +1,10 @@
 //! `logbelt serve` (issue 15): the JSON API on both backends against a known dataset — paging
 //! through every event once with cursors, the filters, the histogram's counts, files, dead
 //! letters (invalid UTF-8 shown escaped), one-line 400s, the live tail over SSE (only matching
-//! rows, in order), the security headers, and access (a non-loopback address refused without a
-//! token, 401 without the token when there is one). [`browser`]: the page in a real headless
-//! Chromium.
+//! rows, in order; a client that stops reading is dropped), the security headers, access (a
+//! non-loopback address refused without a token, 401 without the token when there is one),
+//! `[web] listen` in `run`, and PostgreSQL connections with a deadline that cannot write.
+//! [`browser`]: the page in a real headless Chromium.
 
 mod browser;
 mod http;
@@ -452,4 +453,28 @@ fn run_serves_the_console_with_web_listen() {
         "{}",
         refused.stderr()
     );
+}
+
+/// PostgreSQL: every connection `serve` opens stops a statement at the deadline and refuses to
+/// write (both set by the URL's `options`).
+#[test]
+#[cfg_attr(
+    not(logbelt_postgres_tests),
+    ignore = "PostgreSQL: set LOGBELT_TEST_POSTGRES_URL to run"
+)]
+fn pg_connections_have_a_deadline_and_cannot_write() {
+    use diesel::{Connection, RunQueryDsl};
+    let Some(env) = TestEnv::new(Backend::Postgres) else {
+        return;
+    };
+    let url = logbelt::web::bounds::pg_url(&env.db.config_url, Duration::from_millis(50));
+    let mut c = diesel::pg::PgConnection::establish(&url).expect("connect with the options");
+    let e = diesel::sql_query("SELECT pg_sleep(5)")
+        .execute(&mut c)
+        .expect_err("the deadline");
+    assert!(e.to_string().contains("statement timeout"), "{e}");
+    let e = diesel::sql_query("CREATE TABLE t (x int)")
+        .execute(&mut c)
+        .expect_err("read-only");
+    assert!(e.to_string().contains("read-only transaction"), "{e}");
 }
