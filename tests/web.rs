@@ -329,14 +329,24 @@ fn api(b: Backend) {
 }
 both_backends!(api);
 
-/// A non-loopback address without a token: refused at start, one line, exit 2. With a token:
-/// `/api/` needs it, `/health` and the page do not.
+/// No database yet: exit 1, nothing created. A non-loopback address without a token: refused
+/// at start, one line, exit 2. With a token: `/api/` needs it, `/health` and the page do not.
 #[test]
 fn access() {
     let Some(env) = TestEnv::new(Backend::Sqlite) else {
         return;
     };
     env.config().write(&env);
+    // No database yet: `serve` never creates one.
+    let mut early = serve(&env, &free_addr().to_string(), &[], false);
+    assert_eq!(early.daemon.wait_exit(DEADLINE).code(), Some(1));
+    assert!(
+        early.daemon.stderr().contains("does not exist yet"),
+        "{}",
+        early.daemon.stderr()
+    );
+    assert!(!env.path("logbelt.db").exists());
+
     append_lines(&env.log("app.jsonl"), &["{\"msg\":\"x\"}".to_owned()]);
     env.run_once();
 
