@@ -258,6 +258,7 @@ async function loadEvents(reset) {
   const p = filterParams(true);
   p.set('limit', String(PAGE));
   if (cursor) p.set('before', cursor);
+  let ok = false;
   try {
     const r = await api(`/api/events?${p}`);
     if (gen !== generation) return;
@@ -266,6 +267,7 @@ async function loadEvents(reset) {
     cursor = r.next;
     const n = list.childElementCount;
     list.dataset.count = String(n);
+    ok = true;
     summary(n === 0 ? 'No matching events.' : `${n} event${n === 1 ? '' : 's'} shown${r.more ? ', scroll for older' : ''}.`);
   } catch (e) {
     if (gen === generation) summary(e.message, true);
@@ -273,6 +275,8 @@ async function loadEvents(reset) {
     if (gen === generation) {
       loadingMore = false;
       busy(false);
+      // A page that does not fill the window: the observer sees no change, so ask here.
+      if (ok && cursor && $('sentinel').getBoundingClientRect().top < innerHeight) loadEvents(false);
     }
   }
 }
