@@ -344,7 +344,12 @@ async function loadHistogram() {
     if (gen !== generation) return;
     drawHistogram(svg, h);
   } catch (e) {
-    if (gen === generation) svg.replaceChildren();
+    if (gen !== generation) return;
+    const note = svgEl('text', { x: 8, y: 20 });
+    note.setAttribute('class', 'error-line');
+    note.textContent = `histogram: ${e.message}`;
+    svg.replaceChildren(note);
+    hist = null;
   }
 }
 
