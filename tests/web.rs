@@ -389,6 +389,18 @@ fn access() {
     assert_eq!(r.json()["events"][0]["message"], json!("x"));
     assert_eq!(get(s.addr, "/health", &[]).status, 200);
     assert_eq!(get(s.addr, "/", &[]).status, 200);
+
+    // SIGINT stops it, with a tail stream open: exit 0.
+    let mut s = s;
+    let tail = Sse::open(s.addr, "/api/tail", &[("Authorization", &bearer)]);
+    assert_eq!(tail.status, 200);
+    s.daemon.sigint();
+    assert_eq!(
+        s.daemon.wait_exit(DEADLINE).code(),
+        Some(0),
+        "{}",
+        s.daemon.stderr()
+    );
 }
 
 /// The deadline of a test that waits on the page.
