@@ -13,6 +13,7 @@
 //! - [`shutdown`]: Ctrl-C / SIGTERM → drain; a second signal → exit.
 //! - [`db`]: the SQLite and PostgreSQL stores behind one trait.
 //! - [`inspect`]: the read-only `status` and `query` commands.
+//! - [`web`]: `logbelt serve`, the web console and its JSON API (read-only).
 //! - [`redact`]: database passwords hidden from every message.
 //! - [`logging`]: logbelt's own log, which a failing or blocked stderr cannot stop.
 //! - [`run`]: the entry points the binary calls.
@@ -35,3 +36,4 @@ pub mod search;
 pub mod shutdown;
 pub mod supervisor;
 pub mod tail;
+pub mod web;

@@ -62,6 +62,22 @@ enum Command {
     /// Of the matching events, the --limit most recent are printed, oldest first (like
     /// `tail`). Filters combine with AND. An event without a timestamp counts as the oldest.
     Query(Box<QueryArgs>),
+    /// Serve the web console and its JSON API over the database (read-only).
+    ///
+    /// Listens on 127.0.0.1:8080 unless --listen says otherwise; an address that is not
+    /// loopback needs a token (--token-file, or LOGBELT_WEB_TOKEN), sent by clients as
+    /// `Authorization: Bearer TOKEN`.
+    Serve {
+        /// The config file: its [database] is read, never written.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// HOST:PORT to listen on.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// A file holding the access token (at least 16 characters).
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+    },
 }
 
 /// The arguments of `logbelt query`.
@@ -188,6 +204,22 @@ fn command(command: Command) -> Exit {
                 Err(code) => return code,
             };
             logbelt::inspect::exit_code(logbelt::inspect::status::status(&config, json))
+        }
+        Command::Serve {
+            config,
+            listen,
+            token_file,
+        } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let options = logbelt::web::ServeOptions {
+                listen,
+                token_file,
+                token_env: std::env::var(logbelt::web::TOKEN_VAR).ok(),
+            };
+            logbelt::web::serve(config, &options)
         }
         Command::Query(q) => {
             let QueryArgs {

@@ -15,6 +15,10 @@ pub fn run(config: Config, once: bool) -> Exit {
             return Exit::Runtime;
         }
     }
+    if let Err((code, e)) = crate::web::serve_beside(&config) {
+        crate::logging::report(&format!("logbelt: {e}"));
+        return code;
+    }
     if once {
         show_progress();
     }

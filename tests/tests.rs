@@ -41,6 +41,9 @@
 //!   transaction pooling mode (skipped without pgbouncer, or failing when
 //!   `LOGBELT_REQUIRE_PGBOUNCER=1`); PgBouncer's client limit at start; a held table lock
 //!   (`lock_timeout`).
+//! - [`web`]: `logbelt serve`: the JSON API (both backends), access and tokens, live tail over
+//!   SSE, and the page in headless Chromium (skipped without chromedriver, or failing when
+//!   `LOGBELT_REQUIRE_CHROMIUM=1`).
 //!
 //! PostgreSQL tests run when `LOGBELT_TEST_POSTGRES_URL` is set (an admin URL: each test
 //! creates and drops its own database); otherwise they are compiled as ignored (`build.rs`), or
@@ -76,3 +79,4 @@ mod shutdown;
 mod splitter_props;
 #[cfg(feature = "fault-injection")]
 mod supervision;
+mod web;

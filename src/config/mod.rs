@@ -33,6 +33,7 @@ mod rules;
 mod search;
 #[cfg(test)]
 mod tests;
+mod web;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -48,6 +49,7 @@ use kinds::{default_int, default_ms, defaults, ranged, ranged_ms, read, table, F
 pub use retention::{shown_size, shown_span, RetentionConfig};
 use rules::{FieldName, Host, IncludePattern, Listen, SourceName};
 pub use search::SearchConfig;
+pub use web::WebConfig;
 
 use crate::parse::{Format, OnMismatch, SourceFormat, TimestampFormats};
 use crate::redact::redact;
@@ -96,6 +98,9 @@ pub struct Config {
     /// `[search]`: the search index.
     #[serde(default = "defaults", deserialize_with = "table")]
     pub search: SearchConfig,
+    /// `[web]`: the web console served by `run` too.
+    #[serde(default = "defaults", deserialize_with = "table")]
+    pub web: WebConfig,
 }
 
 /// `[database]`.

@@ -35,7 +35,7 @@ fn unknown_key_in_source_lists_the_expected_keys() {
 fn unknown_key_at_top_level() {
     assert_eq!(
         error(&format!("foo = 1\n{MINIMAL}")),
-        "/tmp/x/logbelt.toml:1:1: unknown key `foo`, expected one of `database`, `agent`, `sources`, `pipeline`, `parse`, `shutdown`, `supervisor`, `metrics`, `retention`, `search`"
+        "/tmp/x/logbelt.toml:1:1: unknown key `foo`, expected one of `database`, `agent`, `sources`, `pipeline`, `parse`, `shutdown`, `supervisor`, `metrics`, `retention`, `search`, `web`"
     );
 }
 
@@ -520,10 +520,12 @@ fn multiline_tables() {
 #[test]
 fn search_index_is_a_flag_on_by_default() {
     assert!(load(MINIMAL).unwrap().search.index);
-    assert!(!load(&format!("{MINIMAL}\n[search]\nindex = false\n"))
-        .unwrap()
-        .search
-        .index);
+    assert!(
+        !load(&format!("{MINIMAL}\n[search]\nindex = false\n"))
+            .unwrap()
+            .search
+            .index
+    );
     let e = error_with("\n[search]\nindex = \"yes\"\n");
     assert!(
         e.ends_with("search.index: expected true or false, found \"yes\""),
