@@ -360,10 +360,12 @@ impl Filters {
     }
 }
 
+/// An event as read with `ts` as text (SQLite's column; PostgreSQL's formatted as `query` prints
+/// it).
 #[derive(QueryableByName)]
-struct SqliteRow {
+pub(crate) struct TextRow {
     #[diesel(sql_type = BigInt)]
-    id: i64,
+    pub(crate) id: i64,
     #[diesel(sql_type = Nullable<Text>)]
     ts: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -380,6 +382,22 @@ struct SqliteRow {
     file_offset: i64,
     #[diesel(sql_type = Text)]
     fields: String,
+}
+
+impl From<TextRow> for Event {
+    fn from(r: TextRow) -> Event {
+        Event {
+            id: r.id,
+            ts: r.ts,
+            level: r.level,
+            message: r.message,
+            source: r.source,
+            host: r.host,
+            file_id: r.file_id,
+            file_offset: r.file_offset,
+            fields: r.fields,
+        }
+    }
 }
 
 #[derive(QueryableByName)]
@@ -467,22 +485,9 @@ fn fetch_sqlite(
 ) -> Result<Vec<Event>, InspectError> {
     let index = sqlite_grep_index(path, &f.conditions)?;
     let rows = f.run(Dialect::Sqlite, SQLITE_SELECT, &index, |sql| {
-        Ok(sql.sqlite().load::<SqliteRow>(c)?)
+        Ok(sql.sqlite().load::<TextRow>(c)?)
     })?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Event {
-            id: r.id,
-            ts: r.ts,
-            level: r.level,
-            message: r.message,
-            source: r.source,
-            host: r.host,
-            file_id: r.file_id,
-            file_offset: r.file_offset,
-            fields: r.fields,
-        })
-        .collect())
+    Ok(rows.into_iter().map(Event::from).collect())
 }
 
 /// `s` for `LIKE`/`ILIKE` with `\` as the escape character: `\`, `%` and `_` match themselves.

@@ -207,6 +207,28 @@ fn finish(
         .collect()
 }
 
+/// The counts from `blocks`, the rest asked of the database through `exact`.
+fn answer(
+    blocks: Vec<Stored>,
+    o: &QueryOptions,
+    c: &Conditions,
+    range: (Option<i64>, Option<i64>),
+    mut exact: impl FnMut(&Conditions, Option<&Candidates>) -> Result<Vec<Counted>, InspectError>,
+) -> Result<Option<Vec<Counted>>, InspectError> {
+    let mut sums = BTreeMap::new();
+    let Some(q) = plan(blocks, o, c, range, &mut sums) else {
+        return Ok(None);
+    };
+    let mut parts = Vec::new();
+    if let Some((whole, spans)) = &q.uncounted {
+        parts.push(exact(whole, Some(spans))?);
+    }
+    for edge in &q.edges {
+        parts.push(exact(edge, None)?);
+    }
+    Ok(Some(finish(sums, parts)))
+}
+
 /// SQLite: the counts from the blocks, or `None` when they cannot answer.
 ///
 /// # Errors
@@ -240,18 +262,9 @@ pub(crate) fn sqlite(
             counts: b.counts,
         })
         .collect();
-    let mut sums = BTreeMap::new();
-    let Some(q) = plan(blocks, o, c, range, &mut sums) else {
-        return Ok(None);
-    };
-    let mut parts = Vec::new();
-    if let Some((whole, spans)) = &q.uncounted {
-        parts.push(exact_sqlite(conn, o, &GrepIndex::SCAN, whole, Some(spans))?);
-    }
-    for edge in &q.edges {
-        parts.push(exact_sqlite(conn, o, &GrepIndex::SCAN, edge, None)?);
-    }
-    Ok(Some(finish(sums, parts)))
+    answer(blocks, o, c, range, |c, within| {
+        exact_sqlite(conn, o, &GrepIndex::SCAN, c, within)
+    })
 }
 
 /// PostgreSQL: [`sqlite`].
@@ -285,16 +298,7 @@ pub(crate) fn pg(
             counts: b.counts,
         })
         .collect();
-    let mut sums = BTreeMap::new();
-    let Some(q) = plan(blocks, o, c, range, &mut sums) else {
-        return Ok(None);
-    };
-    let mut parts = Vec::new();
-    if let Some((whole, spans)) = &q.uncounted {
-        parts.push(exact_pg(conn, o, &GrepIndex::SCAN, whole, Some(spans))?);
-    }
-    for edge in &q.edges {
-        parts.push(exact_pg(conn, o, &GrepIndex::SCAN, edge, None)?);
-    }
-    Ok(Some(finish(sums, parts)))
+    answer(blocks, o, c, range, |c, within| {
+        exact_pg(conn, o, &GrepIndex::SCAN, c, within)
+    })
 }

@@ -3,12 +3,12 @@
 //! Same rules: read-only transactions, every value bound, `query`'s WHERE clause.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Binary, Nullable, Text};
+use diesel::sql_types::{BigInt, Binary, Text};
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::inspect::filter::{Conditions, Dialect, GrepIndex, Part, Sql};
-use crate::inspect::query::Event;
+use crate::inspect::query::{Event, TextRow};
 use crate::inspect::{open, read_only, Db, InspectError};
 
 /// `ts` as `query` prints it (RFC 3339 UTC, 6 fractional digits), in SQL.
@@ -19,28 +19,6 @@ fn ts_text(dialect: Dialect, column: &str) -> String {
             format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
         }
     }
-}
-
-#[derive(QueryableByName)]
-struct EventRow {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    ts: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    level: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    message: Option<String>,
-    #[diesel(sql_type = Text)]
-    source: String,
-    #[diesel(sql_type = Text)]
-    host: String,
-    #[diesel(sql_type = BigInt)]
-    file_id: i64,
-    #[diesel(sql_type = BigInt)]
-    file_offset: i64,
-    #[diesel(sql_type = Text)]
-    fields: String,
 }
 
 fn newer_sql(dialect: Dialect, c: &Conditions, after_id: i64, upto: i64, limit: i64) -> Sql {
@@ -99,7 +77,7 @@ pub(crate) fn newer(
             Ok((sql.pg().load(conn)?, upto))
         },
     );
-    let (rows, upto): (Vec<EventRow>, i64) = match read {
+    let (rows, upto): (Vec<TextRow>, i64) = match read {
         Ok(r) => r,
         Err(e) => {
             *db = None;
@@ -110,20 +88,7 @@ pub(crate) fn newer(
         Some(r) if rows.len() as i64 >= limit => r.id,
         _ => upto.max(after_id),
     };
-    let events = rows
-        .into_iter()
-        .map(|r| Event {
-            id: r.id,
-            ts: r.ts,
-            level: r.level,
-            message: r.message,
-            source: r.source,
-            host: r.host,
-            file_id: r.file_id,
-            file_offset: r.file_offset,
-            fields: r.fields,
-        })
-        .collect();
+    let events = rows.into_iter().map(Event::from).collect();
     Ok((events, next))
 }
 
