@@ -201,6 +201,13 @@ pub(crate) fn sqlite(path: &Path, needle: &str) -> Result<Candidates, InspectErr
         };
         if holds {
             spans.push(span);
+            if spans.len() > MAX_BLOCKS {
+                // A common needle: the rest of the filters would not change the answer.
+                tracing::debug!(
+                    "Search blocks: more than {MAX_BLOCKS} may hold the needle; scanning."
+                );
+                return Ok(Candidates::Scan);
+            }
         }
     }
     Ok(narrowed(spans, of))
