@@ -1,10 +1,10 @@
-//! Search (issue 14): `query --grep` through the search index (SQLite FTS5 trigram, PostgreSQL
-//! `pg_trgm`) gives exactly the rows the scan gives and what the definition says (a
+//! Search (issue 14): `query --grep` through the search blocks (and PostgreSQL's optional
+//! `pg_trgm` index) gives exactly the rows the scan gives and what the definition says (a
 //! case-insensitive substring of the message or of the object), `%`, `_`, quotes, backslashes
-//! and non-ASCII included, and needles under 3 characters (scanned); `--field` with numbers,
-//! strings, booleans, null and nested keys; `--count` by group and bucket; `--before`/`--after`
-//! cursors cover every event once; the index follows deletes (retention) and is rebuilt for rows
-//! stored before it existed; PostgreSQL without the right to create it still runs and searches.
+//! and non-ASCII included, and short needles (scanned); `--field` with numbers, strings,
+//! booleans, null and nested keys; `--count` by group and bucket; `--before`/`--after` cursors
+//! cover every event once; PostgreSQL without the right to create its indexes still runs and
+//! searches. The blocks themselves: `tests/search_blocks.rs`.
 
 use std::collections::BTreeMap;
 
@@ -27,7 +27,7 @@ struct Line {
     text: String,
 }
 
-/// The messages lines take in turn: plain words, LIKE and FTS5 syntax, quotes, backslashes,
+/// The messages lines take in turn: plain words, LIKE and query-language syntax, quotes, backslashes,
 /// non-ASCII.
 const MESSAGES: &[&str] = &[
     "GET /api/checkout 200",
@@ -183,8 +183,8 @@ fn count(env: &TestEnv, args: &[&str]) -> i64 {
     ok(env, &all).trim().parse().unwrap()
 }
 
-/// Needles: words in any case, LIKE's `%` and `_`, FTS5 syntax, quotes, backslashes,
-/// non-ASCII, under 3 characters, absent.
+/// Needles: words in any case, LIKE's `%` and `_`, query-language syntax, quotes,
+/// backslashes, non-ASCII, short, absent.
 const NEEDLES: &[&str] = &[
     "checkout",
     "CHECKOUT",
@@ -229,7 +229,7 @@ fn grep_same_as_scan_and_definition(b: Backend) {
             .collect();
         assert_eq!(errors, want_errors, "--grep {g:?} --level error");
     }
-    // A page of a common needle (SQLite looks among the newest events first): the same.
+    // A page of a common needle: the same.
     for g in ["checkout", "user-42", "#1"] {
         let page = |extra: &[&str]| -> Vec<String> {
             let mut a = vec!["query", "--json", "--limit", "5", "--grep", g];
