@@ -1,16 +1,19 @@
-//! The search index: one *block* per commit (README, "Searching"; ARCHITECTURE.md, "Search").
+//! The search index: *search blocks* (README, "Searching"; ARCHITECTURE.md, "Search").
 //!
-//! Each commit writes, in the same transaction as its rows, one `search_blocks` row: the range
-//! of ids its rows got (`first_id`..=`last_id`), its host, its `ingested_at`, and a bloom
-//! filter of the grams of their text ([`bloom`]). A row is never without a block, so the
-//! index is exactly-once with the rows, and retention removes blocks with the rows they cover.
+//! A commit's rows are cut into blocks of [`BLOCK_ROWS`]; for each, in the same transaction as
+//! the rows, one `search_blocks` row: the range of ids its rows got (`first_id`..=`last_id`),
+//! its host, its `ingested_at`, a bloom filter of the grams of their text ([`bloom`]) and its
+//! rows per minute, level and source. A row is never without a block, so the index is
+//! exactly-once with the rows, and retention removes blocks with the rows they cover.
 //! `query --grep` tests the blocks' filters first and reads only the ids of the blocks that may
 //! hold the needle; the exact filter then decides, so the rows found are the same as a scan's.
+//! `query --count` adds up the blocks' counts.
 //!
 //! A block's range may hold other rows too (another host's, with PostgreSQL's shared sequence):
 //! reading them is wasted work, never a wrong answer, as each row's own block answers for it.
-//! With `[search] index = false` a commit still writes its block, without a filter (`bloom`
-//! NULL: "may hold anything"), so that hosts with and without the index can share a database.
+//! With `[search] index = false` a commit still writes its blocks, with counts but without a
+//! filter (`bloom` NULL: "may hold anything"), so that hosts with and without the filters can
+//! share a database.
 
 pub mod bloom;
 
