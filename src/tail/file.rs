@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::copies::{Contents, Truncated, Verdict};
+use super::cursor::Cursor;
 use super::descriptors::Descriptor;
 use super::fingerprint::{extend_head, identity, starts_with, FINGERPRINT_MAX_BYTES};
 use super::known::{Known, SharedPath};
-use super::lines::{LineSplitter, LinesOut};
+use super::lines::LinesOut;
 use super::{EndReason, Shown, TailEnd, TailTaskCtx};
 use crate::record::{FileMeta, FilePosition, LineBatch};
 
@@ -66,48 +67,6 @@ enum Settle {
     Wait,
     /// Compressed (a rotated file being compressed): not for logbelt.
     Compressed,
-}
-
-/// Where a task stands in its file: the loop's state.
-struct Cursor {
-    /// Offset of the next read.
-    read: u64,
-    /// Offset just past the last line handed to the bridge.
-    sent: u64,
-    splitter: LineSplitter,
-    /// Lines split but not handed over yet.
-    out: LinesOut,
-    /// Set once the path no longer leads to this file: when it then idles, the task ends.
-    orphaned_since: Option<Instant>,
-    /// Set after each wait (with whether a notification woke us): before reading on, check that
-    /// the file was not truncated meanwhile (copytruncate), even if it has grown past our
-    /// position again since, and skip the read when nothing changed.
-    woke: Option<bool>,
-    /// The read buffer, only while there is something to read: a thousand idle files must not
-    /// hold a thousand buffers.
-    buf: Vec<u8>,
-}
-
-impl Cursor {
-    fn at(offset: u64, max_line_bytes: usize, keep_empty_lines: bool) -> Self {
-        Cursor {
-            read: offset,
-            sent: offset,
-            splitter: LineSplitter::new(offset, max_line_bytes).keep_empty_lines(keep_empty_lines),
-            out: LinesOut::default(),
-            orphaned_since: None,
-            woke: None,
-            buf: Vec::new(),
-        }
-    }
-
-    /// Reads on from `offset`, a line boundary, forgetting what was split but not sent.
-    fn restart_at(&mut self, offset: u64) {
-        self.read = offset;
-        self.sent = offset;
-        self.splitter = self.splitter.restarted_at(offset);
-        self.out = LinesOut::default();
-    }
 }
 
 /// The outcome of one phase of the loop: go on, or end the task for this reason.

@@ -13,6 +13,7 @@
 //! - [`watch`]: file-system notifications that wake tasks early; a slow poll is the fallback.
 
 pub mod copies;
+mod cursor;
 pub mod descriptors;
 pub mod discover;
 pub mod file;
