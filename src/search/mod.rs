@@ -49,13 +49,29 @@ type CountKey = (Option<i64>, Option<String>, std::sync::Arc<str>);
 #[derive(Debug)]
 struct OpenBlock {
     bloom: Option<Box<Bloom>>,
-    counts: std::collections::HashMap<CountKey, i64>,
+    /// Rows per group, groups in the order first met: a block's groups are few, and a row is
+    /// most often of a recent one, so they are searched from the end (no key is built per row).
+    counts: Vec<(CountKey, i64)>,
     rows: usize,
 }
 
 impl OpenBlock {
+    fn count(&mut self, minute: Option<i64>, level: Option<&str>, source: &std::sync::Arc<str>) {
+        let found = self.counts.iter_mut().rev().find(|((m, l, s), _)| {
+            *m == minute
+                && l.as_deref() == level
+                && (std::sync::Arc::ptr_eq(s, source) || s == source)
+        });
+        match found {
+            Some((_, n)) => *n += 1,
+            None => self
+                .counts
+                .push(((minute, level.map(str::to_owned), source.clone()), 1)),
+        }
+    }
+
     fn close(self) -> Block {
-        let mut counts: Vec<(CountKey, i64)> = self.counts.into_iter().collect();
+        let mut counts = self.counts;
         counts.sort();
         let rows: Vec<serde_json::Value> = counts
             .into_iter()
@@ -101,7 +117,7 @@ impl BlockBuilder {
             let filters = self.filters;
             let open = self.open.get_or_insert_with(|| OpenBlock {
                 bloom: filters.then(Box::default),
-                counts: std::collections::HashMap::new(),
+                counts: Vec::new(),
                 rows: 0,
             });
             if let Some(bloom) = &mut open.bloom {
@@ -115,12 +131,11 @@ impl BlockBuilder {
                     }
                 }
             }
-            let key = (
+            open.count(
                 r.ts_micros.map(|t| t.div_euclid(60_000_000)),
-                r.level.as_ref().map(|l| l.get(&batch.buf).to_owned()),
-                source.clone(),
+                r.level.as_ref().map(|l| l.get(&batch.buf)),
+                source,
             );
-            *open.counts.entry(key).or_insert(0) += 1;
             open.rows += 1;
         }
     }
