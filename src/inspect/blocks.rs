@@ -49,7 +49,7 @@ pub(crate) struct Span {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Candidates {
     /// Read only these rows (none: no row holds the needle).
-    Spans { spans: Vec<Span>, of: usize },
+    Spans(Vec<Span>),
     /// The blocks cannot narrow it down: scan.
     Scan,
 }
@@ -57,7 +57,7 @@ pub(crate) enum Candidates {
 impl Candidates {
     /// Appends ` AND (…)`: the rows of the spans.
     pub(crate) fn write(&self, sql: &mut Sql) {
-        let Candidates::Spans { spans, .. } = self else {
+        let Candidates::Spans(spans) = self else {
             return;
         };
         if spans.is_empty() {
@@ -113,7 +113,7 @@ fn narrowed(spans: Vec<Span>, of: usize) -> Candidates {
     if spans.len() > MAX_BLOCKS {
         Candidates::Scan
     } else {
-        Candidates::Spans { spans, of }
+        Candidates::Spans(spans)
     }
 }
 
@@ -213,8 +213,33 @@ pub(crate) fn sqlite(path: &Path, needle: &str) -> Result<Candidates, InspectErr
     Ok(narrowed(spans, of))
 }
 
+/// A block as read back: its rows, and its counts (`--count`).
+pub(crate) struct Stored {
+    pub span: Span,
+    pub counts: Option<String>,
+}
+
+/// The columns of a [`Stored`] block.
+pub(crate) const BLOCK_COLUMNS: &str = "host, first_id, last_id, ingested_at, counts";
+
+/// A block of SQLite ([`BLOCK_COLUMNS`]).
 #[derive(QueryableByName)]
-struct PgBlock {
+pub(crate) struct SqliteBlock {
+    #[diesel(sql_type = Nullable<Text>)]
+    host: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    first_id: i64,
+    #[diesel(sql_type = BigInt)]
+    last_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    ingested_at: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    counts: Option<String>,
+}
+
+/// A block of PostgreSQL ([`BLOCK_COLUMNS`]).
+#[derive(QueryableByName)]
+pub(crate) struct PgBlock {
     #[diesel(sql_type = Nullable<Text>)]
     host: Option<String>,
     #[diesel(sql_type = BigInt)]
@@ -223,8 +248,63 @@ struct PgBlock {
     last_id: i64,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     ingested_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    counts: Option<String>,
+}
+
+impl From<SqliteBlock> for Stored {
+    fn from(b: SqliteBlock) -> Stored {
+        Stored {
+            span: Span {
+                host: b.host,
+                first: b.first_id,
+                last: b.last_id,
+                ingested_at: b.ingested_at.map(Stamp::Text),
+            },
+            counts: b.counts,
+        }
+    }
+}
+
+impl From<PgBlock> for Stored {
+    fn from(b: PgBlock) -> Stored {
+        Stored {
+            span: Span {
+                host: b.host,
+                first: b.first_id,
+                last: b.last_id,
+                ingested_at: b.ingested_at.map(Stamp::Time),
+            },
+            counts: b.counts,
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
     #[diesel(sql_type = BigInt)]
-    of: i64,
+    n: i64,
+}
+
+/// Whether SQLite has the blocks table (see [`pg_present`]).
+pub(crate) fn sqlite_present(
+    conn: &mut diesel::sqlite::SqliteConnection,
+) -> Result<bool, InspectError> {
+    let n: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'search_blocks'",
+    )
+    .get_result(conn)?;
+    Ok(n.n > 0)
+}
+
+/// Whether PostgreSQL has the blocks table (a database last written before it has not: the
+/// read-only commands never migrate).
+pub(crate) fn pg_present(conn: &mut PgConnection) -> Result<bool, InspectError> {
+    let n: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_class WHERE oid = to_regclass('search_blocks')",
+    )
+    .get_result(conn)?;
+    Ok(n.n > 0)
 }
 
 /// PostgreSQL: the blocks that may hold `needle` (inside the caller's read-only transaction).
@@ -235,21 +315,12 @@ pub(crate) fn pg(conn: &mut PgConnection, needle: &str) -> Result<Candidates, In
     let Some(hashes) = hashes(needle, true) else {
         return Ok(Candidates::Scan);
     };
-    #[derive(QueryableByName)]
-    struct Exists {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        exists: bool,
-    }
-    let exists: Exists =
-        diesel::sql_query("SELECT to_regclass('search_blocks') IS NOT NULL AS exists")
-            .get_result(conn)?;
-    if !exists.exists {
+    if !pg_present(conn)? {
         return Ok(Candidates::Scan);
     }
     let mut sql = Sql::new(
         Dialect::Pg,
-        "SELECT host, first_id, last_id, ingested_at, \
-         (SELECT count(*) FROM search_blocks) AS of FROM search_blocks WHERE bloom IS NULL OR (true",
+        &format!("SELECT {BLOCK_COLUMNS} FROM search_blocks WHERE bloom IS NULL OR (true"),
     );
     for &h in &hashes {
         // The byte (1-based) and the bit of the gram's position in a filter of `bits` bits
@@ -262,16 +333,19 @@ pub(crate) fn pg(conn: &mut PgConnection, needle: &str) -> Result<Candidates, In
             .push(" & (bits - 1)) & 7)::int) = 1");
     }
     sql.push(") LIMIT ").int(MAX_BLOCKS as i64 + 1);
-    let rows: Vec<PgBlock> = sql.pg().load(conn)?;
-    let of = rows.first().map_or(0, |r| r.of as usize);
-    let spans = rows
+    let spans: Vec<Span> = sql
+        .pg()
+        .load::<PgBlock>(conn)?
         .into_iter()
-        .map(|r| Span {
-            host: r.host,
-            first: r.first_id,
-            last: r.last_id,
-            ingested_at: r.ingested_at.map(Stamp::Time),
-        })
+        .map(|b| Stored::from(b).span)
         .collect();
+    // How many there are, for the debug line only.
+    let of = if tracing::enabled!(tracing::Level::DEBUG) {
+        diesel::sql_query("SELECT count(*) AS n FROM search_blocks")
+            .get_result::<Count>(conn)?
+            .n as usize
+    } else {
+        0
+    };
     Ok(narrowed(spans, of))
 }

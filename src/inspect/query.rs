@@ -285,8 +285,7 @@ impl Filters {
         missing: i64,
     ) -> Option<Sql> {
         let c = &self.conditions;
-        let many =
-            matches!(&index.blocks, Candidates::Spans { spans, .. } if spans.len() > PROBE_BLOCKS);
+        let many = matches!(&index.blocks, Candidates::Spans(spans) if spans.len() > PROBE_BLOCKS);
         let applies = many
             && part == Part::Timed
             && !self.forward()
@@ -338,8 +337,7 @@ impl Filters {
             }
             // With search blocks, their rows are read first, and only then sorted: ordered
             // by time under a LIMIT, a planner would rather walk the `ts` index past them all.
-            let narrowed =
-                matches!(&index.blocks, Candidates::Spans { spans, .. } if !spans.is_empty());
+            let narrowed = matches!(&index.blocks, Candidates::Spans(spans) if !spans.is_empty());
             let mut sql = Sql::new(
                 dialect,
                 if narrowed {

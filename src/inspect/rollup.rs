@@ -13,10 +13,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel::sqlite::SqliteConnection;
 
-use super::blocks::{Candidates, Span, Stamp, MAX_BLOCKS};
+use super::blocks::{
+    pg_present, sqlite_present, Candidates, PgBlock, SqliteBlock, Stored, BLOCK_COLUMNS, MAX_BLOCKS,
+};
 use super::count::{exact_pg, exact_sqlite, Counted, GroupBy};
 use super::filter::{Conditions, GrepIndex};
 use super::query::QueryOptions;
@@ -24,47 +25,10 @@ use super::InspectError;
 
 const MINUTE_MICROS: i64 = 60_000_000;
 
-/// A block as the counts need it.
-struct Stored {
-    span: Span,
-    counts: Option<String>,
+/// Every block, as [`Stored`].
+fn blocks_sql() -> String {
+    format!("SELECT {BLOCK_COLUMNS} FROM search_blocks")
 }
-
-#[derive(QueryableByName)]
-struct SqliteBlock {
-    #[diesel(sql_type = Nullable<Text>)]
-    host: Option<String>,
-    #[diesel(sql_type = BigInt)]
-    first_id: i64,
-    #[diesel(sql_type = BigInt)]
-    last_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    ingested_at: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    counts: Option<String>,
-}
-
-#[derive(QueryableByName)]
-struct PgBlock {
-    #[diesel(sql_type = Nullable<Text>)]
-    host: Option<String>,
-    #[diesel(sql_type = BigInt)]
-    first_id: i64,
-    #[diesel(sql_type = BigInt)]
-    last_id: i64,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    ingested_at: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Nullable<Text>)]
-    counts: Option<String>,
-}
-
-#[derive(QueryableByName)]
-struct Present {
-    #[diesel(sql_type = Bool)]
-    present: bool,
-}
-
-const BLOCKS_SQL: &str = "SELECT host, first_id, last_id, ingested_at, counts FROM search_blocks";
 
 /// The time range in whole minutes (minutes since 1970): `[since rounded up, until rounded
 /// down)`; `None` when it holds no whole minute.
@@ -176,16 +140,7 @@ fn plan(
         }
     }
     Some(Queries {
-        uncounted: (!uncounted.is_empty()).then(|| {
-            let of = uncounted.len();
-            (
-                whole,
-                Candidates::Spans {
-                    spans: uncounted,
-                    of,
-                },
-            )
-        }),
+        uncounted: (!uncounted.is_empty()).then_some((whole, Candidates::Spans(uncounted))),
         edges,
     })
 }
@@ -241,26 +196,13 @@ pub(crate) fn sqlite(
     let Some(range) = whole_minutes(c).filter(|_| applies(c)) else {
         return Ok(None);
     };
-    let present: Present = diesel::sql_query(
-        "SELECT count(*) > 0 AS present FROM sqlite_master WHERE type = 'table' \
-         AND name = 'search_blocks'",
-    )
-    .get_result(conn)?;
-    if !present.present {
+    if !sqlite_present(conn)? {
         return Ok(None);
     }
-    let blocks = diesel::sql_query(BLOCKS_SQL)
+    let blocks = diesel::sql_query(blocks_sql())
         .load::<SqliteBlock>(conn)?
         .into_iter()
-        .map(|b| Stored {
-            span: Span {
-                host: b.host,
-                first: b.first_id,
-                last: b.last_id,
-                ingested_at: b.ingested_at.map(Stamp::Text),
-            },
-            counts: b.counts,
-        })
+        .map(Stored::from)
         .collect();
     answer(blocks, o, c, range, |c, within| {
         exact_sqlite(conn, o, &GrepIndex::SCAN, c, within)
@@ -279,24 +221,13 @@ pub(crate) fn pg(
     let Some(range) = whole_minutes(c).filter(|_| applies(c)) else {
         return Ok(None);
     };
-    let present: Present =
-        diesel::sql_query("SELECT to_regclass('search_blocks') IS NOT NULL AS present")
-            .get_result(conn)?;
-    if !present.present {
+    if !pg_present(conn)? {
         return Ok(None);
     }
-    let blocks = diesel::sql_query(BLOCKS_SQL)
+    let blocks = diesel::sql_query(blocks_sql())
         .load::<PgBlock>(conn)?
         .into_iter()
-        .map(|b| Stored {
-            span: Span {
-                host: b.host,
-                first: b.first_id,
-                last: b.last_id,
-                ingested_at: b.ingested_at.map(Stamp::Time),
-            },
-            counts: b.counts,
-        })
+        .map(Stored::from)
         .collect();
     answer(blocks, o, c, range, |c, within| {
         exact_pg(conn, o, &GrepIndex::SCAN, c, within)
