@@ -33,6 +33,12 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
+// The pipeline benchmark's generator (this benchmark does not use all of it).
+#[allow(dead_code)]
+#[path = "pipeline/rng.rs"]
+mod rng;
+use rng::SplitMix64;
+
 const LOGBELT: &str = env!("CARGO_BIN_EXE_logbelt");
 const FILES: usize = 4;
 const RARE: &str = "xylophone-7741";
@@ -111,22 +117,6 @@ fn progress(msg: &str) {
 // Input
 // ---------------------------------------------------------------------------------------------
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 const SERVICES: &[&str] = &[
     "checkout",
     "orders",
@@ -155,7 +145,7 @@ fn generate(dir: &Path, rows: usize) -> (Vec<PathBuf>, u64) {
         .iter()
         .map(|p| BufWriter::with_capacity(1 << 20, File::create(p).expect("create a log file")))
         .collect();
-    let mut r = Rng(42);
+    let mut r = SplitMix64(42);
     let end = chrono::Utc::now().timestamp_micros();
     let span: i64 = 24 * 3600 * 1_000_000;
     let plant_every = rows / PLANTED;
@@ -173,9 +163,9 @@ fn generate(dir: &Path, rows: usize) -> (Vec<PathBuf>, u64) {
             85..=94 => "warn",
             _ => "error",
         };
-        let service = SERVICES[r.below(SERVICES.len() as u64) as usize];
-        let upstream = SERVICES[r.below(SERVICES.len() as u64) as usize];
-        let path = PATHS[r.below(PATHS.len() as u64) as usize];
+        let service = r.pick(SERVICES);
+        let upstream = r.pick(SERVICES);
+        let path = r.pick(PATHS);
         let id = 10_000 + r.below(90_000);
         let status = match level {
             "warn" => [404, 409, 429][r.below(3) as usize],

@@ -48,6 +48,7 @@ mod input;
 mod latency;
 mod options;
 mod retention;
+mod rng;
 mod stall;
 mod throughput;
 mod util;
