@@ -25,6 +25,30 @@ fn ids(env: &TestEnv, args: &[&str]) -> Vec<i64> {
 
 /// `(blocks that may hold the needle, blocks)` as `query --grep NEEDLE` reports them (debug).
 fn blocks_read(env: &TestEnv, needle: &str) -> (usize, usize) {
+    let line = search_line(env, needle);
+    let rest = &line[line.find("Search blocks: ").unwrap() + "Search blocks: ".len()..];
+    let mut words = rest.split_whitespace();
+    let n = words.next().unwrap().parse().unwrap();
+    assert_eq!(words.next(), Some("of"), "{line}");
+    let of = words.next().unwrap().parse().unwrap();
+    (n, of)
+}
+
+/// The rows `query --grep NEEDLE` reads through the blocks (the width of the id ranges).
+fn rows_read(env: &TestEnv, needle: &str) -> i64 {
+    let line = search_line(env, needle);
+    let at = line
+        .find("about ")
+        .unwrap_or_else(|| panic!("no rows in {line}"));
+    line[at + "about ".len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no rows in {line}"))
+}
+
+/// The debug line of `query --grep NEEDLE` that says what the blocks narrowed it to.
+fn search_line(env: &TestEnv, needle: &str) -> String {
     let out = logbelt_with(
         env,
         &["query", "--grep", needle],
@@ -35,13 +59,9 @@ fn blocks_read(env: &TestEnv, needle: &str) -> (usize, usize) {
         .stderr
         .lines()
         .find(|l| l.contains("Search blocks: "))
-        .unwrap_or_else(|| panic!("no search-blocks line:\n{}", out.stderr));
-    let rest = &line[line.find("Search blocks: ").unwrap() + "Search blocks: ".len()..];
-    let mut words = rest.split_whitespace();
-    let n = words.next().unwrap().parse().unwrap();
-    assert_eq!(words.next(), Some("of"), "{line}");
-    let of = words.next().unwrap().parse().unwrap();
-    (n, of)
+        .unwrap_or_else(|| panic!("no search-blocks line:\n{}", out.stderr))
+        .to_owned();
+    line
 }
 
 /// Lines with a trace id each (hexadecimal, as in real logs) and a rare token in one.
@@ -79,6 +99,35 @@ fn a_rare_needle_reads_only_its_block(b: Backend) {
     // Absent: no block, no row.
     assert_eq!(blocks_read(&env, "not-in-any-line").0, 0);
     assert!(ids(&env, &["--grep", "not-in-any-line"]).is_empty());
+}
+
+both_backends!(a_rare_needle_reads_only_its_sub_blocks);
+fn a_rare_needle_reads_only_its_sub_blocks(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    // Commits of up to 5,000 rows: blocks of 1,024 rows, sub-blocks of 128 (wherever the
+    // commits end, a sub-block holds at most 128 rows). The rare token is in row 1,500; another
+    // in rows 2,100 and 2,200 (two sub-blocks, adjacent in one commit, read as one range).
+    let mut lines = traced_lines(3000, 1500);
+    for i in [2100, 2200] {
+        lines[i] = lines[i].replace(" served", " served nebula-4417");
+    }
+    append_lines(&env.log("a.jsonl"), &lines);
+    let mut config = env.config();
+    config.batch_rows = 5000;
+    config.write(&env);
+    env.run_once();
+
+    assert_eq!(blocks_read(&env, "quasar-9931").0, 1);
+    let rows = rows_read(&env, "quasar-9931");
+    assert!(rows <= 128, "{rows} rows read for a needle in one line");
+    assert_eq!(ids(&env, &["--grep", "quasar-9931"]).len(), 1);
+    let rows = rows_read(&env, "NEBULA-4417");
+    assert!(rows <= 256, "{rows} rows read for a needle in two lines");
+    let found = ids(&env, &["--grep", "NEBULA-4417"]);
+    assert_eq!(found.len(), 2);
+    assert_eq!(found, ids(&env, &["--grep", "NEBULA-4417", "--scan"]));
+    // A word of every line: every row.
+    assert_eq!(ids(&env, &["--grep", "served"]).len(), 3000);
 }
 
 both_backends!(without_the_index_every_block_may_hold_anything);

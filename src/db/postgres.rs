@@ -22,7 +22,7 @@ use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::serialize::{IsNull, Output, ToSql};
-use diesel::sql_types::{BigInt, Bytea, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bytea, Jsonb, Nullable, Text, Timestamptz};
 
 use super::pg_schema::{migrate, missing_grants};
 use super::schema::postgres::{dead_letters, files, log_events};
@@ -30,7 +30,7 @@ use super::{final_positions, positions_query, DbError, ErrorKind, PositionRow, S
 use crate::record::RecordBatch;
 use crate::record::StoredPosition;
 use crate::redact::redact;
-use crate::search::{block_rows, Block, Bloom, BLOCK_ROWS};
+use crate::search::{block_rows, id_chunks, Block, Bloom};
 
 /// `statement_timeout` is this many times `lock_timeout`…
 const STATEMENT_TIMEOUT_FACTOR: u32 = 10;
@@ -138,6 +138,8 @@ impl diesel::deserialize::FromSql<Jsonb, Pg> for RawJson<'_> {
 #[diesel(table_name = log_events)]
 #[diesel(treat_none_as_default_value = false)]
 pub struct NewEvent<'a> {
+    /// Reserved from the sequence first ([`reserve_ids`]): the search blocks need each row's.
+    pub id: i64,
     pub host: &'a str,
     pub source: &'a str,
     pub file_id: i64,
@@ -336,22 +338,30 @@ fn write(
     blocks: Option<&[Block]>,
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
-    let mut events = Vec::with_capacity(batches.iter().map(|b| b.records.len()).sum());
+    let rows = batches.iter().map(|b| b.records.len()).sum();
+    // The ids first, from the sequence (ascending; another session's may lie between them):
+    // the search blocks' ranges.
+    let ids = reserve_ids(conn, rows)?;
+    let mut ids_left = ids.iter().copied();
+    let mut events = Vec::with_capacity(rows);
     let mut dead = Vec::new();
     for batch in batches {
         let source = &*batch.position.file.source;
         let file_id = batch.position.file.id;
-        events.extend(batch.records.iter().map(|r| NewEvent {
-            host,
-            source,
-            file_id,
-            file_offset: r.offset as i64,
-            ts: r.ts_micros.and_then(DateTime::from_timestamp_micros),
-            level: r.level.as_ref().map(|t| t.get(&batch.buf)),
-            message: r.message.as_ref().map(|t| t.get(&batch.buf)),
-            fields: RawJson(batch.str(&r.line)),
-            ingested_at: now,
-        }));
+        for (r, id) in batch.records.iter().zip(&mut ids_left) {
+            events.push(NewEvent {
+                id,
+                host,
+                source,
+                file_id,
+                file_offset: r.offset as i64,
+                ts: r.ts_micros.and_then(DateTime::from_timestamp_micros),
+                level: r.level.as_ref().map(|t| t.get(&batch.buf)),
+                message: r.message.as_ref().map(|t| t.get(&batch.buf)),
+                fields: RawJson(batch.str(&r.line)),
+                ingested_at: now,
+            });
+        }
         dead.extend(batch.dead_letters.iter().map(|d| NewDeadLetter {
             host,
             source,
@@ -363,26 +373,20 @@ fn write(
             ingested_at: now,
         }));
     }
-    // One COPY per search block (with filters; otherwise one for all): the ids its rows get lie
-    // between the sequence's values before and after it (this session's), the block's range.
-    let per_copy = if blocks.is_some() {
-        BLOCK_ROWS
-    } else {
-        events.len().max(1)
-    };
-    let mut chunks = Vec::new();
-    for chunk in events.chunks(per_copy) {
-        let first = sequence_value(conn, "nextval")?;
-        diesel::copy_from(log_events::table)
-            .from_insertable(chunk)
-            .execute(conn)?;
-        let last = sequence_value(conn, "currval")?;
-        chunks.push((first, last, chunk.len() as i64));
+    if events.len() < rows {
+        return Err(DieselError::QueryBuilderError(
+            "the id sequence gave fewer ids than there are rows".into(),
+        ));
     }
-    for b in block_rows(&chunks, blocks) {
+    if !events.is_empty() {
+        diesel::copy_from(log_events::table)
+            .from_insertable(&events)
+            .execute(conn)?;
+    }
+    for b in block_rows(&id_chunks(ids), blocks) {
         diesel::sql_query(
             "INSERT INTO search_blocks (host, first_id, last_id, ingested_at, rows, bits, bloom, \
-             counts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             counts, sub_bits, subs, sub_last) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind::<Text, _>(host)
         .bind::<BigInt, _>(b.first_id)
@@ -392,6 +396,9 @@ fn write(
         .bind::<BigInt, _>(b.bloom.map_or(0, |b| b.bits() as i64))
         .bind::<Nullable<Bytea>, _>(b.bloom.map(Bloom::to_bytes))
         .bind::<Nullable<Text>, _>(b.counts)
+        .bind::<BigInt, _>(b.sub_bits())
+        .bind::<Nullable<Bytea>, _>(b.sub_bytes())
+        .bind::<Nullable<Array<BigInt>>, _>(b.sub_last())
         .execute(conn)?;
     }
     for chunk in dead.chunks(DEAD_LETTERS_PER_INSERT) {
@@ -427,17 +434,26 @@ fn write(
 }
 
 #[derive(QueryableByName)]
-struct SequenceValue {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
+struct Reserved {
+    #[diesel(sql_type = Nullable<Array<BigInt>>)]
+    ids: Option<Vec<i64>>,
 }
 
-/// `nextval` or `currval` of `log_events`' id sequence.
-fn sequence_value(conn: &mut PgConnection, function: &str) -> QueryResult<i64> {
-    let row: SequenceValue =
-        diesel::sql_query(format!("SELECT {function}('log_events_id_seq') AS n"))
-            .get_result(conn)?;
-    Ok(row.n)
+/// `n` ids from `log_events`' id sequence, ascending (inside the caller's transaction).
+///
+/// # Errors
+/// When the query fails.
+pub fn reserve_ids(conn: &mut PgConnection, n: usize) -> QueryResult<Vec<i64>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let row: Reserved = diesel::sql_query(
+        "SELECT array_agg(n ORDER BY n) AS ids FROM \
+         (SELECT nextval('log_events_id_seq') AS n FROM generate_series(1, $1)) s",
+    )
+    .bind::<BigInt, _>(n as i64)
+    .get_result(conn)?;
+    Ok(row.ids.unwrap_or_default())
 }
 
 /// What the server says when the same transaction can succeed if tried again (diesel does not

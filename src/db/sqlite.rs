@@ -18,7 +18,7 @@ use super::{final_positions, positions_query, DbError, FileCheck, PositionRow, S
 use crate::parse::{format_timestamp_micros, write_timestamp_micros};
 use crate::record::RecordBatch;
 use crate::record::StoredPosition;
-use crate::search::{block_rows, Block, Bloom, BLOCK_ROWS};
+use crate::search::{block_rows, id_chunks, ids_to_bytes, Block, Bloom};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
@@ -288,8 +288,8 @@ fn write(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     let mut ts = String::new();
-    // The ids the rows got, per run of BLOCK_ROWS rows: the ranges of their search blocks.
-    let mut chunks: Vec<(i64, i64, i64)> = Vec::new();
+    // The ids the rows got, in order: the ranges of their search blocks.
+    let mut ids: Vec<i64> = Vec::with_capacity(batches.iter().map(|b| b.records.len()).sum());
     for batch in batches {
         let source = &*batch.position.file.source;
         let file_id = batch.position.file.id;
@@ -310,14 +310,7 @@ fn write(
                 batch.str(&r.line),
                 now,
             ])?;
-            let id = tx.last_insert_rowid();
-            match chunks.last_mut() {
-                Some((_, last, rows)) if (*rows as usize) < BLOCK_ROWS => {
-                    *last = id;
-                    *rows += 1;
-                }
-                _ => chunks.push((id, id, 1)),
-            }
+            ids.push(tx.last_insert_rowid());
         }
         for d in &batch.dead_letters {
             dead.execute(rusqlite::params![
@@ -333,10 +326,10 @@ fn write(
         }
     }
     let mut block = tx.prepare_cached(
-        "INSERT INTO search_blocks (host, first_id, last_id, ingested_at, rows, bits, bloom, counts) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO search_blocks (host, first_id, last_id, ingested_at, rows, bits, bloom, counts, \
+         sub_bits, subs, sub_last) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
-    for b in block_rows(&chunks, blocks) {
+    for b in block_rows(&id_chunks(ids), blocks) {
         block.execute(rusqlite::params![
             host,
             b.first_id,
@@ -346,6 +339,9 @@ fn write(
             b.bloom.map_or(0, |b| b.bits() as i64),
             b.bloom.map(Bloom::to_bytes),
             b.counts,
+            b.sub_bits(),
+            b.sub_bytes(),
+            b.sub_last().map(ids_to_bytes),
         ])?;
     }
     let mut position = tx.prepare_cached(

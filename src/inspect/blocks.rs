@@ -1,9 +1,10 @@
 //! `--grep` through the search blocks ([`crate::search`]): which id ranges may hold the needle.
 //!
 //! Every block's filter is tested for the needle's grams; a block without a filter may hold
-//! anything. The ranges of the blocks that pass are what the query reads (with the exact filter
-//! still applied). When too many pass (a common needle), the query scans instead: newest first,
-//! it stops as soon as its page is full.
+//! anything. For a block that passes, its sub-blocks' filters are tested the same way. The
+//! ranges of the sub-blocks that pass (of the whole block, for one without them) are what the
+//! query reads (with the exact filter still applied). When too many blocks pass (a common
+//! needle), the query scans instead: newest first, it stops as soon as its page is full.
 //!
 //! - **SQLite** reads single bytes of each filter through incremental blob I/O (a separate
 //!   read-only connection, opened after the query's own snapshot began, so that it sees every
@@ -16,7 +17,9 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
+
+use rusqlite::OptionalExtension as _;
 
 use super::filter::{Dialect, Sql};
 use super::InspectError;
@@ -55,6 +58,14 @@ pub(crate) enum Candidates {
 }
 
 impl Candidates {
+    /// About how many rows the spans cover (the ranges' widths).
+    pub(crate) fn rows(&self) -> Option<i64> {
+        match self {
+            Candidates::Spans(spans) => Some(spans.iter().map(|s| s.last - s.first + 1).sum()),
+            Candidates::Scan => None,
+        }
+    }
+
     /// Appends ` AND (…)`: the rows of the spans.
     pub(crate) fn write(&self, sql: &mut Sql) {
         let Candidates::Spans(spans) = self else {
@@ -100,20 +111,74 @@ fn hashes(needle: &str, reordered: bool) -> Option<Vec<u64>> {
     Some(h)
 }
 
-fn narrowed(spans: Vec<Span>, of: usize) -> Candidates {
-    tracing::debug!(
-        "Search blocks: {} of {of} may hold the needle{}.",
-        spans.len(),
-        if spans.len() > MAX_BLOCKS {
-            "; scanning instead"
-        } else {
-            ""
+/// The blocks that may hold a needle, as they are found.
+#[derive(Default)]
+struct Passed {
+    blocks: usize,
+    /// The ranges of the sub-blocks that pass (adjacent ones joined), or of whole blocks.
+    fine: Vec<Span>,
+    /// The ranges of the blocks.
+    whole: Vec<Span>,
+}
+
+impl Passed {
+    /// A block whose filter passes: read whole (`subs` `None`: it has no sub-blocks), or the
+    /// ranges `(first, last)` of its sub-blocks whose filters pass, in order (none: it does not
+    /// hold the needle after all).
+    fn block(&mut self, block: Span, subs: Option<&[(i64, i64)]>) {
+        let Some(subs) = subs else {
+            self.blocks += 1;
+            self.fine.push(block.clone());
+            self.whole.push(block);
+            return;
+        };
+        if subs.is_empty() {
+            return;
         }
-    );
-    if spans.len() > MAX_BLOCKS {
-        Candidates::Scan
-    } else {
-        Candidates::Spans(spans)
+        self.blocks += 1;
+        let mut open: Option<Span> = None;
+        for &(first, last) in subs {
+            match &mut open {
+                Some(o) if o.last + 1 == first => o.last = last,
+                _ => {
+                    self.fine.extend(open.take());
+                    open = Some(Span {
+                        first,
+                        last,
+                        ..block.clone()
+                    });
+                }
+            }
+        }
+        self.fine.extend(open);
+        self.whole.push(block);
+    }
+
+    fn too_many(&self) -> bool {
+        self.blocks > MAX_BLOCKS
+    }
+
+    /// The candidates: the sub-blocks' ranges, or the blocks' if those are too many to list.
+    fn candidates(self, of: usize) -> Candidates {
+        tracing::debug!(
+            "Search blocks: {} of {of} may hold the needle{}.",
+            self.blocks,
+            if self.too_many() {
+                "; scanning instead".to_owned()
+            } else {
+                format!(" ({} ranges, about {} rows)", self.fine.len(), {
+                    let rows: i64 = self.fine.iter().map(|s| s.last - s.first + 1).sum();
+                    rows
+                })
+            }
+        );
+        if self.too_many() {
+            Candidates::Scan
+        } else if self.fine.len() > MAX_BLOCKS {
+            Candidates::Spans(self.whole)
+        } else {
+            Candidates::Spans(self.fine)
+        }
     }
 }
 
@@ -152,6 +217,10 @@ pub(crate) fn sqlite(path: &Path, needle: &str) -> Result<Candidates, InspectErr
     let mut blocks = tx
         .prepare("SELECT id, host, first_id, last_id, ingested_at, bits FROM search_blocks")
         .map_err(failed)?;
+    // Read only for the blocks that pass: the columns after the filter cost a walk past it.
+    let mut sub_layout = tx
+        .prepare("SELECT sub_bits, sub_last FROM search_blocks WHERE id = ?1 AND subs IS NOT NULL")
+        .map_err(failed)?;
     let rows = blocks
         .query_map([], |r| {
             Ok((
@@ -166,51 +235,97 @@ pub(crate) fn sqlite(path: &Path, needle: &str) -> Result<Candidates, InspectErr
             ))
         })
         .map_err(failed)?;
-    let mut spans = Vec::new();
+    let mut passed = Passed::default();
     let mut of = 0;
-    let mut blob: Option<rusqlite::blob::Blob<'_>> = None;
-    let mut byte = [0u8; 1];
+    let mut filters = Filters::default();
+    let mut subs = Vec::new();
     for row in rows {
         let (id, span, bits) = row.map_err(failed)?;
         of += 1;
         let bits = u64::try_from(bits).unwrap_or(0);
-        let holds = if bits == 0 {
-            true
-        } else {
-            let b = match blob.as_mut() {
-                Some(b) => {
-                    b.reopen(id).map_err(failed)?;
-                    b
+        if bits == 0 {
+            passed.block(span, None);
+        } else if filters
+            .hold(&tx, "bloom", id, 0, bits, &hashes)
+            .map_err(failed)?
+        {
+            let layout = sub_layout
+                .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                .optional()
+                .map_err(failed)?;
+            match layout {
+                Some((sub_bits, last)) if sub_bits > 0 => {
+                    let sub_bits = sub_bits as u64;
+                    subs.clear();
+                    let mut first = span.first;
+                    for (i, last) in crate::search::ids_from_bytes(&last).into_iter().enumerate() {
+                        let at = i as u64 * sub_bits;
+                        if filters
+                            .hold(&tx, "subs", id, at, sub_bits, &hashes)
+                            .map_err(failed)?
+                        {
+                            subs.push((first, last));
+                        }
+                        first = last + 1;
+                    }
+                    passed.block(span, Some(&subs));
                 }
-                None => blob.insert(
-                    tx.blob_open(rusqlite::MAIN_DB, "search_blocks", "bloom", id, true)
-                        .map_err(failed)?,
-                ),
-            };
-            let mut all = true;
-            for &h in &hashes {
-                let p = position(h, bits);
-                b.read_at_exact(&mut byte, (p / 8) as usize)
-                    .map_err(failed)?;
-                if !bloom::Bloom::bit_in(&byte, p % 8) {
-                    all = false;
-                    break;
-                }
-            }
-            all
-        };
-        if holds {
-            spans.push(span);
-            if spans.len() > MAX_BLOCKS {
-                // A common needle: the rest of the filters would not change the answer.
-                tracing::debug!(
-                    "Search blocks: more than {MAX_BLOCKS} may hold the needle; scanning."
-                );
-                return Ok(Candidates::Scan);
+                _ => passed.block(span, None),
             }
         }
+        if passed.too_many() {
+            // A common needle: the rest of the filters would not change the answer.
+            tracing::debug!("Search blocks: more than {MAX_BLOCKS} may hold the needle; scanning.");
+            return Ok(Candidates::Scan);
+        }
     }
-    Ok(narrowed(spans, of))
+    Ok(passed.candidates(of))
+}
+
+/// SQLite's filters, read a byte at a time through incremental blob I/O (one open handle per
+/// column, moved from row to row).
+#[derive(Default)]
+struct Filters<'c> {
+    bloom: Option<rusqlite::blob::Blob<'c>>,
+    subs: Option<rusqlite::blob::Blob<'c>>,
+}
+
+impl<'c> Filters<'c> {
+    /// Whether the filter of `bits` bits at bit `at` of column `column` of block `id` holds
+    /// every gram of `hashes`.
+    fn hold(
+        &mut self,
+        tx: &'c rusqlite::Transaction<'c>,
+        column: &'static str,
+        id: i64,
+        at: u64,
+        bits: u64,
+        hashes: &[u64],
+    ) -> rusqlite::Result<bool> {
+        let handle = if column == "subs" {
+            &mut self.subs
+        } else {
+            &mut self.bloom
+        };
+        let blob = match handle {
+            Some(b) => {
+                b.reopen(id)?;
+                b
+            }
+            None => {
+                handle.insert(tx.blob_open(rusqlite::MAIN_DB, "search_blocks", column, id, true)?)
+            }
+        };
+        let mut byte = [0u8; 1];
+        for &h in hashes {
+            let p = at + position(h, bits);
+            blob.read_at_exact(&mut byte, (p / 8) as usize)?;
+            if !bloom::Bloom::bit_in(&byte, p % 8) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 /// A block as read back: its rows, and its counts (`--count`).
@@ -318,27 +433,51 @@ pub(crate) fn pg(conn: &mut PgConnection, needle: &str) -> Result<Candidates, In
     if !pg_present(conn)? {
         return Ok(Candidates::Scan);
     }
+    // The blocks whose filter passes (at most one more than are of use), then for each the
+    // sub-blocks whose filter passes: one row per sub-block, or one with `sub` NULL.
     let mut sql = Sql::new(
         Dialect::Pg,
-        &format!("SELECT {BLOCK_COLUMNS} FROM search_blocks WHERE bloom IS NULL OR (true"),
+        "SELECT b.id, b.host, b.first_id, b.last_id, b.ingested_at, b.subs IS NOT NULL AS fine, \
+         CASE WHEN s.i > 1 THEN b.sub_last[s.i - 1] + 1 ELSE b.first_id END AS sub_first, \
+         b.sub_last[s.i] AS sub_last \
+         FROM (SELECT id, host, first_id, last_id, ingested_at, sub_bits, subs, sub_last \
+         FROM search_blocks WHERE bloom IS NULL OR (true",
     );
-    for &h in &hashes {
-        // The byte (1-based) and the bit of the gram's position in a filter of `bits` bits
-        // (at most 2^32: the hash's low half is enough).
-        let h = (h & 0xffff_ffff) as i64;
-        sql.push(" AND get_bit(substring(bloom FROM ((")
-            .int(h)
-            .push(" & (bits - 1)) >> 3)::int + 1 FOR 1), ((")
-            .int(h)
-            .push(" & (bits - 1)) & 7)::int) = 1");
+    pg_tests(&mut sql, &hashes, "bloom", "bits", None);
+    sql.push(") LIMIT ").int(MAX_BLOCKS as i64 + 1).push(
+        ") b LEFT JOIN LATERAL (SELECT i FROM generate_series(1, cardinality(b.sub_last)) i \
+             WHERE b.subs IS NOT NULL",
+    );
+    pg_tests(
+        &mut sql,
+        &hashes,
+        "b.subs",
+        "b.sub_bits",
+        Some("(i - 1) * b.sub_bits"),
+    );
+    sql.push(") s ON true ORDER BY b.id, s.i");
+    let rows: Vec<PgPassed> = sql.pg().load(conn)?;
+    let mut passed = Passed::default();
+    let mut subs = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while let Some(row) = rows.next() {
+        let block = Span {
+            host: row.host,
+            first: row.first_id,
+            last: row.last_id,
+            ingested_at: row.ingested_at.map(Stamp::Time),
+        };
+        if !row.fine {
+            passed.block(block, None);
+            continue;
+        }
+        subs.clear();
+        subs.extend(row.sub_first.zip(row.sub_last));
+        while let Some(next) = rows.next_if(|r| r.id == row.id) {
+            subs.extend(next.sub_first.zip(next.sub_last));
+        }
+        passed.block(block, Some(&subs));
     }
-    sql.push(") LIMIT ").int(MAX_BLOCKS as i64 + 1);
-    let spans: Vec<Span> = sql
-        .pg()
-        .load::<PgBlock>(conn)?
-        .into_iter()
-        .map(|b| Stored::from(b).span)
-        .collect();
     // How many there are, for the debug line only.
     let of = if tracing::enabled!(tracing::Level::DEBUG) {
         diesel::sql_query("SELECT count(*) AS n FROM search_blocks")
@@ -347,5 +486,103 @@ pub(crate) fn pg(conn: &mut PgConnection, needle: &str) -> Result<Candidates, In
     } else {
         0
     };
-    Ok(narrowed(spans, of))
+    Ok(passed.candidates(of))
+}
+
+/// Appends ` AND` a test of each gram of `hashes` against the filter of `bits` bits in
+/// `column`, starting at bit `at` (0 when `None`): the byte that holds its bit (1-based for
+/// `substring`) and the bit in it. A filter has at most 2^32 bits: the hash's low half is
+/// enough.
+fn pg_tests(sql: &mut Sql, hashes: &[u64], column: &str, bits: &str, at: Option<&str>) {
+    for &h in hashes {
+        let h = (h & 0xffff_ffff) as i64;
+        sql.push(" AND get_bit(substring(")
+            .push(column)
+            .push(" FROM ((")
+            .push(at.unwrap_or("0"))
+            .push(" + (")
+            .int(h)
+            .push(" & (")
+            .push(bits)
+            .push(" - 1))) >> 3)::int + 1 FOR 1), ((")
+            .int(h)
+            .push(" & (")
+            .push(bits)
+            .push(" - 1)) & 7)::int) = 1");
+    }
+}
+
+/// A row of [`pg`]'s query: a block that passes, and one of its sub-blocks that pass.
+#[derive(QueryableByName)]
+struct PgPassed {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    host: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    first_id: i64,
+    #[diesel(sql_type = BigInt)]
+    last_id: i64,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    ingested_at: Option<DateTime<Utc>>,
+    /// Whether the block has sub-blocks (then the row is one that passes, or none does).
+    #[diesel(sql_type = Bool)]
+    fine: bool,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    sub_first: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    sub_last: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(first: i64, last: i64) -> Span {
+        Span {
+            host: Some("h".to_owned()),
+            first,
+            last,
+            ingested_at: None,
+        }
+    }
+
+    #[test]
+    fn adjacent_sub_blocks_are_read_as_one_range() {
+        let mut p = Passed::default();
+        p.block(span(1, 1024), Some(&[(1, 128), (129, 256), (513, 640)]));
+        p.block(span(2000, 2100), None);
+        // No sub-block passes: the block's filter was wrong about it.
+        p.block(span(3000, 4023), Some(&[]));
+        assert_eq!(p.blocks, 2);
+        let Candidates::Spans(spans) = p.candidates(3) else {
+            panic!("spans")
+        };
+        let ranges: Vec<(i64, i64)> = spans.iter().map(|s| (s.first, s.last)).collect();
+        assert_eq!(ranges, [(1, 256), (513, 640), (2000, 2100)]);
+        assert!(spans.iter().all(|s| s.host.as_deref() == Some("h")));
+    }
+
+    #[test]
+    fn too_many_ranges_are_read_as_whole_blocks_and_too_many_blocks_scanned() {
+        let mut p = Passed::default();
+        for b in 0..300 {
+            let at = b * 1024;
+            p.block(
+                span(at, at + 1023),
+                Some(&[(at, at + 9), (at + 20, at + 29)]),
+            );
+        }
+        let Candidates::Spans(spans) = p.candidates(300) else {
+            panic!("spans")
+        };
+        assert_eq!(spans.len(), 300);
+        assert_eq!((spans[1].first, spans[1].last), (1024, 2047));
+        let mut p = Passed::default();
+        for b in 0..=MAX_BLOCKS as i64 {
+            p.block(span(b * 10, b * 10 + 9), None);
+        }
+        assert!(p.too_many());
+        assert_eq!(p.candidates(1000), Candidates::Scan);
+    }
 }

@@ -163,9 +163,9 @@ pub fn query(config: &Config, options: &QueryOptions) -> Result<(), InspectError
 
 /// The newest events a common needle is first looked for in: about 20 ms of reading.
 const PROBE_ROWS: i64 = 20_000;
-/// More candidate blocks than this (their rows several times the probe's): look among the
-/// newest events first ([`PROBE_ROWS`]).
-const PROBE_BLOCKS: usize = 4 * PROBE_ROWS as usize / crate::search::BLOCK_ROWS;
+/// More candidate rows than this (several times the probe's): look among the newest events
+/// first ([`PROBE_ROWS`]).
+const PROBE_ABOVE: i64 = 4 * PROBE_ROWS;
 
 /// Normalised filters: levels lower-cased, the limit checked.
 pub(crate) struct Filters {
@@ -285,7 +285,7 @@ impl Filters {
         missing: i64,
     ) -> Option<Sql> {
         let c = &self.conditions;
-        let many = matches!(&index.blocks, Candidates::Spans(spans) if spans.len() > PROBE_BLOCKS);
+        let many = index.blocks.rows().is_some_and(|rows| rows > PROBE_ABOVE);
         let applies = many
             && part == Part::Timed
             && !self.forward()

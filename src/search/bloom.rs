@@ -50,9 +50,19 @@ impl Default for Bloom {
 impl Bloom {
     /// An empty filter of [`BUILD_BITS`].
     pub fn new() -> Bloom {
+        Bloom::with_bits(BUILD_BITS)
+    }
+
+    /// An empty filter of `bits` bits (a power of two, at least 64).
+    pub fn with_bits(bits: usize) -> Bloom {
         Bloom {
-            words: vec![0; BUILD_BITS / 64],
+            words: vec![0; bits.next_power_of_two().max(64) / 64],
         }
+    }
+
+    /// Empties the filter (keeping its size).
+    pub fn clear(&mut self) {
+        self.words.fill(0);
     }
 
     /// The filter's size in bits.
@@ -66,26 +76,20 @@ impl Bloom {
         f64::from(set) / self.bits() as f64
     }
 
-    fn set(&mut self, hash: u64) {
+    /// Adds one gram (its hash, from [`text_grams`] or [`line_grams`]).
+    pub fn insert(&mut self, hash: u64) {
         let p = hash & (self.bits() as u64 - 1);
         self.words[(p / 64) as usize] |= 1 << (p % 64);
     }
 
     /// Adds the grams of `text` as it is (a message: already decoded).
     pub fn add_text(&mut self, text: &[u8], scratch: &mut Vec<u8>) {
-        project(text, false, scratch);
-        for_each_gram(scratch, |h| self.set(h));
+        text_grams(text, scratch, |h| self.insert(h));
     }
 
-    /// Adds the grams of a stored line (a JSON object as written): of the text as it is (what
-    /// SQLite searches) and, if it holds an escape, of its decoded text too (what PostgreSQL's
-    /// `jsonb` gives back).
+    /// Adds the grams of a stored line (see [`line_grams`]).
     pub fn add_line(&mut self, line: &[u8], scratch: &mut Vec<u8>) {
-        self.add_text(line, scratch);
-        if memchr::memchr(b'\\', line).is_some() {
-            project(line, true, scratch);
-            for_each_gram(scratch, |h| self.set(h));
-        }
+        line_grams(line, scratch, |h| self.insert(h));
     }
 
     /// Adds every gram of `other` (of the same size, or larger: it is folded to this size).
@@ -99,17 +103,35 @@ impl Bloom {
     /// Halves the filter while the result stays under [`MAX_FILL`] and [`MIN_BITS`].
     pub fn fold(mut self) -> Bloom {
         while self.bits() > MIN_BITS {
-            let half = self.words.len() / 2;
-            let folded: Vec<u64> = (0..half)
-                .map(|i| self.words[i] | self.words[i + half])
-                .collect();
-            let next = Bloom { words: folded };
+            let next = self.halved();
             if next.fill() > MAX_FILL {
                 break;
             }
             self = next;
         }
         self
+    }
+
+    /// Folds filters together, to one size: halves them all while each stays under
+    /// [`MAX_FILL`] and [`MIN_BITS`] (all of the same size to begin with).
+    pub fn fold_all(mut blooms: Vec<Bloom>) -> Vec<Bloom> {
+        while blooms.first().is_some_and(|b| b.bits() > MIN_BITS) {
+            let next: Vec<Bloom> = blooms.iter().map(Bloom::halved).collect();
+            if next.iter().any(|b| b.fill() > MAX_FILL) {
+                break;
+            }
+            blooms = next;
+        }
+        blooms
+    }
+
+    fn halved(&self) -> Bloom {
+        let half = self.words.len() / 2;
+        Bloom {
+            words: (0..half)
+                .map(|i| self.words[i] | self.words[i + half])
+                .collect(),
+        }
     }
 
     /// The filter as stored: little-endian words (bit `p` is bit `p % 8` of byte `p / 8`).
@@ -152,6 +174,23 @@ pub fn may_hold(bytes: &[u8], bits: u64, hashes: &[u64]) -> bool {
     hashes
         .iter()
         .all(|&h| Bloom::bit_in(bytes, position(h, bits)))
+}
+
+/// The grams of `text` as it is (a message: already decoded), as hashes.
+pub fn text_grams(text: &[u8], scratch: &mut Vec<u8>, f: impl FnMut(u64)) {
+    project(text, false, scratch);
+    for_each_gram(scratch, f);
+}
+
+/// The grams of a stored line (a JSON object as written), as hashes: of the text as it is (what
+/// SQLite searches) and, if it holds an escape, of its decoded text too (what PostgreSQL's
+/// `jsonb` gives back).
+pub fn line_grams(line: &[u8], scratch: &mut Vec<u8>, mut f: impl FnMut(u64)) {
+    text_grams(line, scratch, &mut f);
+    if memchr::memchr(b'\\', line).is_some() {
+        project(line, true, scratch);
+        for_each_gram(scratch, f);
+    }
 }
 
 fn for_each_gram(p: &[u8], mut f: impl FnMut(u64)) {

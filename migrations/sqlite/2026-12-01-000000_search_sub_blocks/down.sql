@@ -1,0 +1,3 @@
+ALTER TABLE search_blocks DROP COLUMN sub_last;
+ALTER TABLE search_blocks DROP COLUMN subs;
+ALTER TABLE search_blocks DROP COLUMN sub_bits;
