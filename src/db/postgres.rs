@@ -384,9 +384,11 @@ fn write(
             .execute(conn)?;
     }
     for b in block_rows(&id_chunks(ids), blocks) {
+        let coarse = b.bloom.map(|f| f.folded_to(COARSE_BITS));
         diesel::sql_query(
             "INSERT INTO search_blocks (host, first_id, last_id, ingested_at, rows, bits, bloom, \
-             counts, sub_bits, subs, sub_last) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             counts, sub_bits, subs, sub_last, coarse_bits, coarse) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind::<Text, _>(host)
         .bind::<BigInt, _>(b.first_id)
@@ -399,6 +401,8 @@ fn write(
         .bind::<BigInt, _>(b.sub_bits())
         .bind::<Nullable<Bytea>, _>(b.sub_bytes())
         .bind::<Nullable<Array<BigInt>>, _>(b.sub_last())
+        .bind::<BigInt, _>(coarse.as_ref().map_or(0, |c| c.bits() as i64))
+        .bind::<Nullable<Bytea>, _>(coarse.as_ref().map(Bloom::to_bytes))
         .execute(conn)?;
     }
     for chunk in dead.chunks(DEAD_LETTERS_PER_INSERT) {
@@ -432,6 +436,10 @@ fn write(
     }
     Ok(())
 }
+
+/// The most bits of a block's coarse filter, kept in its row (with its other columns, three
+/// rows fit a page).
+const COARSE_BITS: usize = 2048 * 8;
 
 #[derive(QueryableByName)]
 struct Reserved {

@@ -9,8 +9,9 @@
 //! - **SQLite** reads single bytes of each filter through incremental blob I/O (a separate
 //!   read-only connection, opened after the query's own snapshot began, so that it sees every
 //!   block of the rows that snapshot sees).
-//! - **PostgreSQL** tests the bits in SQL with `substring` of a filter stored `EXTERNAL`, which
-//!   fetches only the chunk holding the byte.
+//! - **PostgreSQL** tests the bits in SQL: first of the block's coarse filter (its filter
+//!   folded to 2 KiB, kept in the row), then with `substring` of the filter stored `EXTERNAL`,
+//!   which fetches only the chunk holding the byte.
 
 use std::path::Path;
 
@@ -441,8 +442,11 @@ pub(crate) fn pg(conn: &mut PgConnection, needle: &str) -> Result<Candidates, In
          CASE WHEN s.i > 1 THEN b.sub_last[s.i - 1] + 1 ELSE b.first_id END AS sub_first, \
          b.sub_last[s.i] AS sub_last \
          FROM (SELECT id, host, first_id, last_id, ingested_at, sub_bits, subs, sub_last \
-         FROM search_blocks WHERE bloom IS NULL OR (true",
+         FROM search_blocks WHERE bloom IS NULL OR ((coarse IS NULL OR (true",
     );
+    // The coarse filter first: it is in the row.
+    pg_tests(&mut sql, &hashes, "coarse", "coarse_bits", None);
+    sql.push("))");
     pg_tests(&mut sql, &hashes, "bloom", "bits", None);
     sql.push(") LIMIT ").int(MAX_BLOCKS as i64 + 1).push(
         ") b LEFT JOIN LATERAL (SELECT i FROM generate_series(1, cardinality(b.sub_last)) i \

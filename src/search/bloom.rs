@@ -125,6 +125,16 @@ impl Bloom {
         blooms
     }
 
+    /// The filter folded to at most `bits` bits (and no fewer than [`MIN_BITS`]), however
+    /// full that makes it.
+    pub fn folded_to(&self, bits: usize) -> Bloom {
+        let mut folded = self.clone();
+        while folded.bits() > bits.max(MIN_BITS) {
+            folded = folded.halved();
+        }
+        folded
+    }
+
     fn halved(&self) -> Bloom {
         let half = self.words.len() / 2;
         Bloom {
