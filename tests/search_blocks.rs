@@ -130,6 +130,27 @@ fn a_rare_needle_reads_only_its_sub_blocks(b: Backend) {
     assert_eq!(ids(&env, &["--grep", "served"]).len(), 3000);
 }
 
+both_backends!(a_needle_in_more_blocks_than_are_of_use_is_found_by_scanning);
+fn a_needle_in_more_blocks_than_are_of_use_is_found_by_scanning(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    // Commits of 150 rows: 520 blocks of two sub-blocks, every one holding "served".
+    append_lines(&env.log("a.jsonl"), &traced_lines(78_000, 0));
+    let mut config = env.config();
+    config.batch_rows = 150;
+    config.write(&env);
+    env.run_once();
+    let line = search_line(&env, "served");
+    assert!(
+        line.contains("more than 512") && line.contains("scanning"),
+        "{line}"
+    );
+    let found = ids(&env, &["--grep", "served"]);
+    assert_eq!(found.len(), 78_000);
+    assert_eq!(found, ids(&env, &["--grep", "served", "--scan"]));
+    // A rare needle among them still reads its block only.
+    assert_eq!(blocks_read(&env, "quasar-9931").0, 1);
+}
+
 both_backends!(without_the_index_every_block_may_hold_anything);
 fn without_the_index_every_block_may_hold_anything(b: Backend) {
     let Some(env) = TestEnv::new(b) else { return };
