@@ -468,10 +468,15 @@ pub(crate) fn pg(conn: &mut PgConnection, needle: &str) -> Result<Candidates, In
     );
     sql.push(") s ON true ORDER BY b.id, s.i");
     // The planner prices the filter tests high enough to compile the query (JIT): ~100 ms,
-    // ten times what the tests take (measured on 10M rows). Off for this query only.
+    // ten times what the tests take (measured on 10M rows). Off for this query only (and set
+    // back transaction-locally: a pooled server connection keeps its session settings).
+    let jit: Setting =
+        diesel::sql_query("SELECT current_setting('jit') AS value").get_result(conn)?;
     conn.batch_execute("SET LOCAL jit = off")?;
     let rows: Vec<PgPassed> = sql.pg().load(conn)?;
-    conn.batch_execute("RESET jit")?;
+    diesel::sql_query("SELECT set_config('jit', $1, true) AS value")
+        .bind::<Text, _>(&jit.value)
+        .get_result::<Setting>(conn)?;
     let mut ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     ids.dedup();
     if ids.len() > MAX_BLOCKS {
@@ -526,6 +531,12 @@ fn pg_tests(sql: &mut Sql, hashes: &[u64], column: &str, bits: &str, at: Option<
             .push(bits)
             .push(" - 1)) & 7)::int) = 1");
     }
+}
+
+#[derive(QueryableByName)]
+struct Setting {
+    #[diesel(sql_type = Text)]
+    value: String,
 }
 
 /// A row of [`pg`]'s query: a block that passes, and one of its sub-blocks that pass.

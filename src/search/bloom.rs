@@ -101,28 +101,43 @@ impl Bloom {
     }
 
     /// Halves the filter while the result stays under [`MAX_FILL`] and [`MIN_BITS`].
-    pub fn fold(mut self) -> Bloom {
-        while self.bits() > MIN_BITS {
-            let next = self.halved();
-            if next.fill() > MAX_FILL {
-                break;
-            }
-            self = next;
-        }
-        self
+    pub fn fold(self) -> Bloom {
+        let mut one = Bloom::fold_all(vec![self]);
+        one.pop().unwrap_or_default()
     }
 
     /// Folds filters together, to one size: halves them all while each stays under
     /// [`MAX_FILL`] and [`MIN_BITS`] (all of the same size to begin with).
     pub fn fold_all(mut blooms: Vec<Bloom>) -> Vec<Bloom> {
-        while blooms.first().is_some_and(|b| b.bits() > MIN_BITS) {
-            let next: Vec<Bloom> = blooms.iter().map(Bloom::halved).collect();
-            if next.iter().any(|b| b.fill() > MAX_FILL) {
-                break;
+        while blooms.first().is_some_and(|b| b.bits() > MIN_BITS)
+            && blooms.iter().all(|b| b.halved_fill() <= MAX_FILL)
+        {
+            for b in &mut blooms {
+                b.halve();
             }
-            blooms = next;
         }
         blooms
+    }
+
+    /// The share of bits set once halved (without halving).
+    fn halved_fill(&self) -> f64 {
+        let (low, high) = self.words.split_at(self.words.len() / 2);
+        let set: u32 = low
+            .iter()
+            .zip(high)
+            .map(|(a, b)| (a | b).count_ones())
+            .sum();
+        f64::from(set) / (low.len() * 64) as f64
+    }
+
+    /// ORs the upper half into the lower and drops it.
+    fn halve(&mut self) {
+        let half = self.words.len() / 2;
+        let (low, high) = self.words.split_at_mut(half);
+        for (a, b) in low.iter_mut().zip(high.iter()) {
+            *a |= b;
+        }
+        self.words.truncate(half);
     }
 
     /// The filter folded to at most `bits` bits (and no fewer than [`MIN_BITS`]), however
@@ -130,18 +145,9 @@ impl Bloom {
     pub fn folded_to(&self, bits: usize) -> Bloom {
         let mut folded = self.clone();
         while folded.bits() > bits.max(MIN_BITS) {
-            folded = folded.halved();
+            folded.halve();
         }
         folded
-    }
-
-    fn halved(&self) -> Bloom {
-        let half = self.words.len() / 2;
-        Bloom {
-            words: (0..half)
-                .map(|i| self.words[i] | self.words[i + half])
-                .collect(),
-        }
     }
 
     /// The filter as stored: little-endian words (bit `p` is bit `p % 8` of byte `p / 8`).

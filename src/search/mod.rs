@@ -37,8 +37,10 @@ pub const BLOCK_ROWS: usize = 1024;
 /// filters about twice the size of the block's.
 pub const SUB_ROWS: usize = 128;
 
-/// The size a sub-block's filter is built at (folded like a block's).
-const SUB_BUILD_BITS: usize = 1 << 17;
+/// The size a sub-block's filter is built at (folded like a block's). The block's filter is
+/// the union of its sub-blocks' at this size (room for ~100,000 distinct grams at
+/// [`bloom::MAX_FILL`]) before it is folded: a gram is set once, in the small filter.
+const SUB_BUILD_BITS: usize = 1 << 18;
 
 /// What a block stores besides its range: the filter of its text, and how many rows it holds
 /// per minute (of `ts`), level and source (`query --count` adds these up instead of reading
@@ -62,8 +64,9 @@ type CountKey = (Option<i64>, Option<String>, std::sync::Arc<str>);
 /// One block being filled.
 #[derive(Debug)]
 struct OpenBlock {
+    /// The union of the closed sub-blocks' filters.
     bloom: Option<Box<Bloom>>,
-    /// The filter of the sub-block being filled (with `bloom`), and those of the ones before.
+    /// The filter of the sub-block being filled, and those of the ones before.
     sub: Option<Box<Bloom>>,
     subs: Vec<Bloom>,
     /// Rows per group, groups in the order first met: a block's groups are few, and a row is
@@ -89,8 +92,9 @@ impl OpenBlock {
 
     /// Ends the sub-block being filled.
     fn close_sub(&mut self) {
-        if let Some(sub) = &mut self.sub {
+        if let (Some(bloom), Some(sub)) = (&mut self.bloom, &mut self.sub) {
             let full = std::mem::replace(&mut **sub, Bloom::with_bits(SUB_BUILD_BITS));
+            bloom.union(&full);
             self.subs.push(full);
         }
     }
@@ -149,7 +153,7 @@ impl BlockBuilder {
             }
             let filters = self.filters;
             let open = self.open.get_or_insert_with(|| OpenBlock {
-                bloom: filters.then(Box::default),
+                bloom: filters.then(|| Box::new(Bloom::with_bits(SUB_BUILD_BITS))),
                 sub: filters.then(|| Box::new(Bloom::with_bits(SUB_BUILD_BITS))),
                 subs: Vec::new(),
                 counts: Vec::new(),
@@ -158,11 +162,8 @@ impl BlockBuilder {
             if open.rows > 0 && open.rows.is_multiple_of(SUB_ROWS) {
                 open.close_sub();
             }
-            if let (Some(bloom), Some(sub)) = (&mut open.bloom, &mut open.sub) {
-                let mut add = |h| {
-                    bloom.insert(h);
-                    sub.insert(h);
-                };
+            if let Some(sub) = &mut open.sub {
+                let mut add = |h| sub.insert(h);
                 let line = batch.bytes(&r.line);
                 bloom::line_grams(line, &mut self.scratch, &mut add);
                 // The message is usually part of the line (as written, or once decoded).
