@@ -60,11 +60,6 @@ impl Bloom {
         }
     }
 
-    /// Empties the filter (keeping its size).
-    pub fn clear(&mut self) {
-        self.words.fill(0);
-    }
-
     /// The filter's size in bits.
     pub fn bits(&self) -> usize {
         self.words.len() * 64
