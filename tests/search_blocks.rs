@@ -151,6 +151,35 @@ fn a_needle_in_more_blocks_than_are_of_use_is_found_by_scanning(b: Backend) {
     assert_eq!(blocks_read(&env, "quasar-9931").0, 1);
 }
 
+both_backends!(blocks_written_before_sub_blocks_are_read_whole);
+fn blocks_written_before_sub_blocks_are_read_whole(b: Backend) {
+    let Some(env) = TestEnv::new(b) else { return };
+    append_lines(&env.log("a.jsonl"), &traced_lines(3000, 1500));
+    let mut config = env.config();
+    // One commit, whatever the machine's load: blocks of 1,024 rows.
+    config.flush_interval_ms = 2000;
+    config.write(&env);
+    env.run_once();
+    // The database as the version before sub-blocks left it (the read-only commands never
+    // migrate): its blocks are read whole.
+    env.db.execute(match b {
+        Backend::Sqlite => {
+            "ALTER TABLE search_blocks DROP COLUMN sub_last; \
+             ALTER TABLE search_blocks DROP COLUMN subs; \
+             ALTER TABLE search_blocks DROP COLUMN sub_bits;"
+        }
+        Backend::Postgres => {
+            "ALTER TABLE search_blocks DROP COLUMN sub_last, DROP COLUMN subs, \
+             DROP COLUMN sub_bits, DROP COLUMN coarse, DROP COLUMN coarse_bits;"
+        }
+    });
+    assert_eq!(blocks_read(&env, "quasar-9931").0, 1);
+    assert!(rows_read(&env, "quasar-9931") > 128);
+    let found = ids(&env, &["--grep", "quasar-9931"]);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found, ids(&env, &["--grep", "quasar-9931", "--scan"]));
+}
+
 both_backends!(without_the_index_every_block_may_hold_anything);
 fn without_the_index_every_block_may_hold_anything(b: Backend) {
     let Some(env) = TestEnv::new(b) else { return };

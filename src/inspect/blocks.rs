@@ -220,9 +220,25 @@ pub(crate) fn sqlite(path: &Path, needle: &str) -> Result<Candidates, InspectErr
         .prepare("SELECT id, host, first_id, last_id, ingested_at, bits FROM search_blocks")
         .map_err(failed)?;
     // Read only for the blocks that pass: the columns after the filter cost a walk past it.
-    let mut sub_layout = tx
-        .prepare("SELECT sub_bits, sub_last FROM search_blocks WHERE id = ?1 AND subs IS NOT NULL")
+    // (A database last written by a version without sub-blocks has no such columns: the
+    // read-only commands never migrate.)
+    let with_subs: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('search_blocks') WHERE name = 'subs'",
+            [],
+            |r| r.get(0),
+        )
         .map_err(failed)?;
+    let mut sub_layout = if with_subs > 0 {
+        Some(
+            tx.prepare(
+                "SELECT sub_bits, sub_last FROM search_blocks WHERE id = ?1 AND subs IS NOT NULL",
+            )
+            .map_err(failed)?,
+        )
+    } else {
+        None
+    };
     let rows = blocks
         .query_map([], |r| {
             Ok((
@@ -251,10 +267,13 @@ pub(crate) fn sqlite(path: &Path, needle: &str) -> Result<Candidates, InspectErr
             .hold(&tx, "bloom", id, 0, bits, &hashes)
             .map_err(failed)?
         {
-            let layout = sub_layout
-                .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
-                .optional()
-                .map_err(failed)?;
+            let layout = match &mut sub_layout {
+                Some(st) => st
+                    .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                    .optional()
+                    .map_err(failed)?,
+                None => None,
+            };
             match layout {
                 Some((sub_bits, last)) if sub_bits > 0 => {
                     let sub_bits = sub_bits as u64;
@@ -435,17 +454,29 @@ pub(crate) fn pg(conn: &mut PgConnection, needle: &str) -> Result<Candidates, In
     if !pg_present(conn)? {
         return Ok(Candidates::Scan);
     }
+    // A database last written by a version without sub-blocks and coarse filters lacks their
+    // columns (the read-only commands never migrate): then blocks are read whole.
+    let fine: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_attribute WHERE attrelid = to_regclass('search_blocks') \
+         AND attname IN ('coarse', 'subs') AND NOT attisdropped",
+    )
+    .get_result(conn)?;
+    let fine = fine.n == 2;
     // The blocks whose filter passes (at most one more than are of use), then, if they are
     // few enough to be of use, for each the sub-blocks whose filter passes: one row per
     // sub-block, or one with `sub` NULL.
     let mut sql = Sql::new(
         Dialect::Pg,
         "WITH b AS MATERIALIZED (SELECT id, host, first_id, last_id, ingested_at \
-         FROM search_blocks WHERE bloom IS NULL OR ((coarse IS NULL OR (true",
+         FROM search_blocks WHERE bloom IS NULL OR ((true",
     );
-    // The coarse filter first: it is in the row.
-    pg_tests(&mut sql, &hashes, "coarse", "coarse_bits", None);
-    sql.push("))");
+    if fine {
+        // The coarse filter first: it is in the row.
+        sql.push(" AND (coarse IS NULL OR (true");
+        pg_tests(&mut sql, &hashes, "coarse", "coarse_bits", None);
+        sql.push("))");
+    }
+    sql.push(")");
     pg_tests(&mut sql, &hashes, "bloom", "bits", None);
     sql.push(") LIMIT ")
         .int(MAX_BLOCKS as i64 + 1)
@@ -453,8 +484,16 @@ pub(crate) fn pg(conn: &mut PgConnection, needle: &str) -> Result<Candidates, In
             ") SELECT b.id, b.host, b.first_id, b.last_id, b.ingested_at, NULL::text AS counts, \
              f.subs IS NOT NULL AS fine, \
              CASE WHEN s.i > 1 THEN f.sub_last[s.i - 1] + 1 ELSE b.first_id END AS sub_first, \
-             f.sub_last[s.i] AS sub_last \
-             FROM b JOIN search_blocks f ON f.id = b.id \
+             f.sub_last[s.i] AS sub_last FROM b JOIN ",
+        )
+        .push(if fine {
+            "search_blocks"
+        } else {
+            "(SELECT id, NULL::bytea AS subs, NULL::bigint[] AS sub_last, 0::bigint AS sub_bits \
+             FROM search_blocks)"
+        })
+        .push(
+            " f ON f.id = b.id \
              LEFT JOIN LATERAL (SELECT i FROM generate_series(1, cardinality(f.sub_last)) i \
              WHERE f.subs IS NOT NULL AND (SELECT count(*) FROM b) <= ",
         )
