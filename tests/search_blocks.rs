@@ -147,8 +147,9 @@ fn a_needle_in_more_blocks_than_are_of_use_is_found_by_scanning(b: Backend) {
     let found = ids(&env, &["--grep", "served"]);
     assert_eq!(found.len(), 78_000);
     assert_eq!(found, ids(&env, &["--grep", "served", "--scan"]));
-    // A rare needle among them still reads its block only.
-    assert_eq!(blocks_read(&env, "quasar-9931").0, 1);
+    // A rare needle among them still reads its block only (and perhaps a false positive).
+    let (n, of) = blocks_read(&env, "quasar-9931");
+    assert!(of >= 520 && (1..=2).contains(&n), "{n} of {of}");
 }
 
 both_backends!(blocks_written_before_sub_blocks_are_read_whole);
