@@ -90,17 +90,23 @@ impl OpenBlock {
         }
     }
 
-    /// Ends the sub-block being filled.
-    fn close_sub(&mut self) {
-        if let (Some(bloom), Some(sub)) = (&mut self.bloom, &mut self.sub) {
-            let full = std::mem::replace(&mut **sub, Bloom::with_bits(SUB_BUILD_BITS));
+    /// Ends the sub-block being filled (`next`: and starts another).
+    fn close_sub(&mut self, next: bool) {
+        let full = if next {
+            self.sub
+                .as_mut()
+                .map(|sub| std::mem::replace(&mut **sub, Bloom::with_bits(SUB_BUILD_BITS)))
+        } else {
+            self.sub.take().map(|sub| *sub)
+        };
+        if let (Some(bloom), Some(full)) = (&mut self.bloom, full) {
             bloom.union(&full);
             self.subs.push(full);
         }
     }
 
     fn close(mut self) -> Block {
-        self.close_sub();
+        self.close_sub(false);
         let subs = if self.subs.len() > 1 {
             Bloom::fold_all(self.subs)
         } else {
@@ -160,7 +166,7 @@ impl BlockBuilder {
                 rows: 0,
             });
             if open.rows > 0 && open.rows.is_multiple_of(SUB_ROWS) {
-                open.close_sub();
+                open.close_sub(true);
             }
             if let Some(sub) = &mut open.sub {
                 let mut add = |h| sub.insert(h);
