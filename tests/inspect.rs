@@ -86,7 +86,7 @@ pub(crate) fn ok(env: &TestEnv, args: &[&str]) -> String {
 }
 
 /// `logbelt query --json ARGS`: each line parsed.
-fn query_json(env: &TestEnv, args: &[&str]) -> Vec<Value> {
+pub(crate) fn query_json(env: &TestEnv, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["query", "--json"];
     all.extend_from_slice(args);
     ok(env, &all)

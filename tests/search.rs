@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::inspect::ok;
+use crate::inspect::{ok, query_json};
 use crate::util::{append_lines, Backend, TestEnv};
 
 /// Lines in the dataset.
@@ -144,14 +144,9 @@ fn ingest(env: &TestEnv) -> Vec<Line> {
 
 /// The `k` of each event `query --json ARGS` prints, in order.
 fn keys(env: &TestEnv, args: &[&str]) -> Vec<String> {
-    let mut all = vec!["query", "--json", "--limit", "100000"];
-    all.extend_from_slice(args);
-    ok(env, &all)
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
-            v["fields"]["k"].as_str().unwrap().to_owned()
-        })
+    query_json(env, &[&["--limit", "100000"], args].concat())
+        .iter()
+        .map(|v| v["fields"]["k"].as_str().unwrap().to_owned())
         .collect()
 }
 
@@ -450,23 +445,14 @@ fn cursor_pages(b: Backend) {
     }
     assert_eq!(seen, all, "pages forward with --after");
     // Between two cursors.
-    let full: Vec<Value> = ok(&env, &["query", "--json", "--limit", "100000"])
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let full = query_json(&env, &["--limit", "100000"]);
     let (lo, hi) = (&full[100], &full[140]);
     let between = keys(&env, &["--after", &cursor(lo), "--before", &cursor(hi)]);
     assert_eq!(between, all[101..140].to_vec());
     // With a filter.
     let errors = keys(&env, &["--level", "error"]);
     let mid = errors.len() / 2;
-    let e_full: Vec<Value> = {
-        let a = ["query", "--json", "--limit", "100000", "--level", "error"];
-        ok(&env, &a)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
+    let e_full = query_json(&env, &["--limit", "100000", "--level", "error"]);
     assert_eq!(
         keys(
             &env,

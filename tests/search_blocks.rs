@@ -7,19 +7,14 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::inspect::{logbelt_with, ok};
+use crate::inspect::{logbelt_with, query_json};
 use crate::util::{append_lines, Backend, TestEnv};
 
 /// `query --json --limit 100000 ARGS`: the ids found, in order.
 fn ids(env: &TestEnv, args: &[&str]) -> Vec<i64> {
-    let mut all = vec!["query", "--json", "--limit", "100000"];
-    all.extend_from_slice(args);
-    ok(env, &all)
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
-            v["id"].as_i64().unwrap()
-        })
+    query_json(env, &[&["--limit", "100000"], args].concat())
+        .iter()
+        .map(|v| v["id"].as_i64().unwrap())
         .collect()
 }
 

@@ -205,31 +205,25 @@ pub(crate) fn sqlite(path: &Path, needle: &str) -> Result<Candidates, InspectErr
     .map_err(failed)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(failed)?;
-    let exists: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'search_blocks'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(failed)?;
-    if exists == 0 {
+    let count = |sql: &str| {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map_err(failed)
+    };
+    if count("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'search_blocks'")?
+        == 0
+    {
         return Ok(Candidates::Scan);
     }
+    // The sub-blocks' columns are read only for the blocks that pass: the columns after the
+    // filter cost a walk past it. (A database last written by a version without sub-blocks
+    // has no such columns: the read-only commands never migrate.)
+    let with_subs =
+        count("SELECT count(*) FROM pragma_table_info('search_blocks') WHERE name = 'subs'")? > 0;
     let tx = conn.unchecked_transaction().map_err(failed)?;
     let mut blocks = tx
         .prepare("SELECT id, host, first_id, last_id, ingested_at, bits FROM search_blocks")
         .map_err(failed)?;
-    // Read only for the blocks that pass: the columns after the filter cost a walk past it.
-    // (A database last written by a version without sub-blocks has no such columns: the
-    // read-only commands never migrate.)
-    let with_subs: i64 = tx
-        .query_row(
-            "SELECT count(*) FROM pragma_table_info('search_blocks') WHERE name = 'subs'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(failed)?;
-    let mut sub_layout = if with_subs > 0 {
+    let mut sub_layout = if with_subs {
         Some(
             tx.prepare(
                 "SELECT sub_bits, sub_last FROM search_blocks WHERE id = ?1 AND subs IS NOT NULL",
